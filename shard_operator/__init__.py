@@ -1,0 +1,24 @@
+"""shard-operator: run Kubernetes operators across CPU cores and pods.
+
+An author writes a level-based reconciler; shard-operator runs informers in one elected
+leader, keeps a shared object cache in Redis, hashes object keys into Redis-backed
+rate-limited work queues (one per shard), and runs sharded worker processes that consume
+them. See the README and DESIGN for the architecture.
+"""
+
+from shard_operator.errors import (
+    ConfigError,
+    ShardOperatorError,
+    TemporaryError,
+    TerminalError,
+)
+
+__all__ = [
+    "ConfigError",
+    "ShardOperatorError",
+    "TemporaryError",
+    "TerminalError",
+    "__version__",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""One error hierarchy for shard-operator.
+
+Every error the library raises on purpose derives from :class:`ShardOperatorError`.
+Errors of the transports (``kubernetes.client.ApiException``, ``redis.RedisError``)
+are translated at the boundary where they are caught (``raise Mapped(...) from exc``),
+so callers never need to import a client library to handle a failure::
+
+    ShardOperatorError
+    ├── ConfigError              bad configuration or command-line input; the CLI exits 2
+    ├── TestEnvError             the embedded control plane or redis-server failed to start or stop
+    │   └── BinaryNotFoundError  kube-apiserver / etcd / redis-server is not installed or built
+    ├── QueueError               the work queue refused an operation
+    │   ├── ShutDownError        the queue was shut down; no new work is handed out
+    │   └── ClaimLostError       a worker's claim on a key expired or was taken over
+    ├── StorageError             Redis could not be reached or answered with an error
+    ├── ApiError                 the Kubernetes API answered with an error (status, reason)
+    │   ├── NotFoundError        404
+    │   ├── ConflictError        409 (stale resourceVersion or already exists)
+    │   └── GoneError            410 (resourceVersion too old: relist)
+    └── ReconcileError           raised by a reconciler to tell the framework what to do
+        ├── TemporaryError       retry after ``delay`` seconds (or the rate limiter's backoff)
+        └── TerminalError        do not retry; counted in the error metric only
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "BinaryNotFoundError",
+    "ClaimLostError",
+    "ConfigError",
+    "ConflictError",
+    "GoneError",
+    "NotFoundError",
+    "QueueError",
+    "ReconcileError",
+    "ShardOperatorError",
+    "ShutDownError",
+    "StorageError",
+    "TemporaryError",
+    "TerminalError",
+    "TestEnvError",
+]
+
+
+class ShardOperatorError(Exception):
+    """Base class of every error shard-operator raises on purpose."""
+
+
+class ConfigError(ShardOperatorError):
+    """Configuration or command-line input is invalid; the message says which value and why."""
+
+
+class TestEnvError(ShardOperatorError):
+    """A process of the embedded test environment failed to start, become ready or stop."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+class BinaryNotFoundError(TestEnvError):
+    """A binary the test environment needs (kube-apiserver, etcd, redis-server) was not found."""
+
+
+class QueueError(ShardOperatorError):
+    """The work queue refused an operation."""
+
+
+class ShutDownError(QueueError):
+    """The queue is shut down: ``get`` hands out nothing more."""
+
+
+class ClaimLostError(QueueError):
+    """The caller no longer holds the claim on a key (it expired and the key was handed out again)."""
+
+
+class StorageError(ShardOperatorError):
+    """Redis could not be reached, timed out, or answered with an error."""
+
+
+class ApiError(ShardOperatorError):
+    """The Kubernetes API server answered with an error status."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFoundError(ApiError):
+    """404: the object does not exist."""
+
+
+class ConflictError(ApiError):
+    """409: the write was based on a stale resourceVersion, or the object already exists."""
+
+
+class GoneError(ApiError):
+    """410: the requested resourceVersion is no longer available; the informer must relist."""
+
+
+class ReconcileError(ShardOperatorError):
+    """Raised by a reconciler to choose what happens to the key; see :mod:`shard_operator.reconcile`."""
+
+
+class TemporaryError(ReconcileError):
+    """Retry the key: after ``delay`` seconds if given, else after the rate limiter's backoff."""
+
+    def __init__(self, message: str = "", delay: float | None = None) -> None:
+        super().__init__(message)
+        if delay is not None and delay < 0:
+            raise ValueError("TemporaryError delay must be >= 0")
+        self.delay = delay
+
+
+class TerminalError(ReconcileError):
+    """Do not retry this generation of the object: the error is counted and the key forgotten."""
