@@ -38,7 +38,7 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure of a readiness probe means "not yet"
+        except Exception:
             pass
         if time.monotonic() >= deadline:
             raise TestEnvError(f"{what} was not ready after {timeout:.0f} s")

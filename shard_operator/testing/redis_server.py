@@ -51,6 +51,7 @@ class RedisServer:
         return self._process.pid if self._process else None
 
     def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "redis.conf"
         lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.workdir}"]
         lines += [f"{key} {value}" for key, value in self._config.items()]

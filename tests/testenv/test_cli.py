@@ -1,0 +1,53 @@
+"""``shard-operator testenv`` brings the embedded environment up, reports it, and takes it down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from kubernetes import client, config
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.redis]
+
+
+def shard_operator(*args: str, state_dir) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHARD_OPERATOR_TESTENV_DIR": str(state_dir)}
+    return subprocess.run([sys.executable, "-m", "shard_operator.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_testenv_up_prints_a_working_kubeconfig_and_redis_url_and_down_stops_everything(tmp_path):
+    state_dir = tmp_path / "env"
+    up = shard_operator("testenv", "up", state_dir=state_dir)
+    assert up.returncode == 0, up.stderr
+    values = dict(line.split("=", 1) for line in up.stdout.splitlines())
+    assert set(values) == {"KUBECONFIG", "REDIS_URL"}
+    try:
+        with config.new_client_from_config(config_file=values["KUBECONFIG"]) as api:
+            assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
+        r = redis.Redis.from_url(values["REDIS_URL"])
+        assert r.ping()
+        r.close()
+        again = shard_operator("testenv", "up", state_dir=state_dir)
+        assert again.returncode == 0 and "already running" in again.stderr
+        assert again.stdout == up.stdout
+        env = shard_operator("testenv", "env", "--export", state_dir=state_dir)
+        assert env.stdout.splitlines() == [f"export {line}" for line in up.stdout.splitlines()]
+    finally:
+        down = shard_operator("testenv", "down", state_dir=state_dir)
+    assert down.returncode == 0
+    assert not state_dir.exists()
+    status = shard_operator("testenv", "status", state_dir=state_dir)
+    assert status.returncode == 1 and "not running" in status.stderr
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(values["REDIS_URL"], socket_connect_timeout=1).ping()
+
+
+def test_env_without_a_running_environment_fails_with_one_line(tmp_path):
+    result = shard_operator("testenv", "env", state_dir=tmp_path / "none")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
