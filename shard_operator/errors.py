@@ -16,7 +16,8 @@ so callers never need to import a client library to handle a failure::
     ├── ApiError                 the Kubernetes API answered with an error (status, reason)
     │   ├── NotFoundError        404
     │   ├── ConflictError        409 (stale resourceVersion or already exists)
-    │   └── GoneError            410 (resourceVersion too old: relist)
+    │   ├── GoneError            410 (resourceVersion too old: relist)
+    │   └── TooManyRequestsError 429 (or a 5xx with Retry-After): wait ``retry_after`` seconds
     └── ReconcileError           raised by a reconciler to tell the framework what to do
         ├── TemporaryError       retry after ``delay`` seconds (or the rate limiter's backoff)
         └── TerminalError        do not retry; counted in the error metric only
@@ -40,6 +41,7 @@ __all__ = [
     "TemporaryError",
     "TerminalError",
     "TestEnvError",
+    "TooManyRequestsError",
 ]
 
 
@@ -96,6 +98,15 @@ class ConflictError(ApiError):
 
 class GoneError(ApiError):
     """410: the requested resourceVersion is no longer available; the informer must relist."""
+
+
+class TooManyRequestsError(ApiError):
+    """429 (or a 5xx with ``Retry-After``): the server asks the client to wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, status: int | None = 429, reason: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.retry_after = retry_after
 
 
 class ReconcileError(ShardOperatorError):

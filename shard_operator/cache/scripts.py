@@ -1,0 +1,115 @@
+"""The Lua scripts that keep the cache and its indexes consistent, and the Redis error boundary.
+
+Each write of the cache (:mod:`.writer`) is one script, so an object, its resourceVersion and its
+namespace and owner index entries change together, and a write carrying an older resourceVersion
+than the stored one is refused atomically. resourceVersions are compared as non-negative decimal
+integers of any length (longer is larger, then lexicographic), which is exact where Lua's doubles
+would not be past 2^53.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis
+
+from shard_operator.errors import StorageError
+
+__all__ = ["DELETE", "LIST_BY_INDEX", "REPLACE", "UPSERT", "redis_errors"]
+
+_COMMON = """
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local function unindex(prefix, key)
+  local owners = redis.call('HGET', prefix .. 'owners', key)
+  if owners then
+    for uid in string.gmatch(owners, '[^,]+') do redis.call('SREM', prefix .. 'owner:' .. uid, key) end
+    redis.call('HDEL', prefix .. 'owners', key)
+  end
+  local ns = string.match(key, '^([^/]+)/')
+  if ns then redis.call('SREM', prefix .. 'ns:' .. ns, key) end
+end
+local function remove(prefix, key)
+  unindex(prefix, key)
+  redis.call('HDEL', prefix .. 'objects', key)
+  redis.call('HDEL', prefix .. 'versions', key)
+end
+"""
+
+# KEYS[1] = objects hash (routes the call); ARGV: prefix, key, resourceVersion, JSON, owner uids ("a,b").
+# Returns 1 if written, 0 if the stored resourceVersion is the same or newer.
+UPSERT = _COMMON + """
+local prefix, key, rv, body, owners = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local stored = redis.call('HGET', prefix .. 'versions', key)
+if stored and not newer(rv, stored) then return 0 end
+unindex(prefix, key)
+redis.call('HSET', prefix .. 'objects', key, body)
+redis.call('HSET', prefix .. 'versions', key, rv)
+if owners ~= '' then
+  redis.call('HSET', prefix .. 'owners', key, owners)
+  for uid in string.gmatch(owners, '[^,]+') do redis.call('SADD', prefix .. 'owner:' .. uid, key) end
+end
+local ns = string.match(key, '^([^/]+)/')
+if ns then redis.call('SADD', prefix .. 'ns:' .. ns, key) end
+return 1
+"""
+
+# ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional).
+# Returns 1 if removed, 0 if absent or stored newer (the object was re-created since).
+DELETE = _COMMON + """
+local prefix, key, rv = ARGV[1], ARGV[2], ARGV[3]
+local stored = redis.call('HGET', prefix .. 'versions', key)
+if not stored then return 0 end
+if rv ~= '' and newer(stored, rv) then return 0 end
+remove(prefix, key)
+return 1
+"""
+
+# ARGV: prefix, the relist's key set, the list's resourceVersion ('' = unconditional), namespace ('' = all).
+# Removes every key of the scope that the relist did not return, unless it is newer than the list.
+REPLACE = _COMMON + """
+local prefix, listed, rv, ns = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local candidates
+if ns == '' then candidates = redis.call('HKEYS', prefix .. 'versions')
+else candidates = redis.call('SMEMBERS', prefix .. 'ns:' .. ns) end
+local removed = 0
+for _, key in ipairs(candidates) do
+  if redis.call('SISMEMBER', listed, key) == 0 then
+    local stored = redis.call('HGET', prefix .. 'versions', key)
+    if rv == '' or not stored or not newer(stored, rv) then
+      remove(prefix, key)
+      removed = removed + 1
+    end
+  end
+end
+redis.call('DEL', listed)
+return removed
+"""
+
+# KEYS[1] = an index set, KEYS[2] = the objects hash. Returns the members and their JSON, in pairs.
+LIST_BY_INDEX = """
+local keys = redis.call('SMEMBERS', KEYS[1])
+if #keys == 0 then return {} end
+local out = {}
+for first = 1, #keys, 1000 do  -- unpack() is limited to a few thousand values
+  local last = math.min(first + 999, #keys)
+  local values = redis.call('HMGET', KEYS[2], unpack(keys, first, last))
+  for i = first, last do
+    local value = values[i - first + 1]
+    if value then out[#out + 1] = keys[i]; out[#out + 1] = value end
+  end
+end
+return out
+"""
+
+
+@contextlib.contextmanager
+def redis_errors() -> Iterator[None]:
+    """Translate ``redis.RedisError`` into :class:`~shard_operator.errors.StorageError`."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StorageError(f"redis: {exc}") from exc

@@ -1,0 +1,105 @@
+"""The boundary to the Kubernetes API: build an ``ApiClient`` and translate its errors.
+
+Every module that talks to the API server (the informer in :mod:`shard_operator.source`, leader
+election, the reconcilers' client) gets its ``kubernetes.client.ApiClient`` here, and maps what the
+API answers (``ApiException``, a non-2xx raw response, an ``ERROR`` watch event's ``Status``) into
+:mod:`shard_operator.errors`, so nothing above this layer imports the client library to handle a
+failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shard_operator.errors import ApiError, ConflictError, GoneError, NotFoundError, TooManyRequestsError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = [
+    "api_error",
+    "api_error_from_response",
+    "load_api_client",
+    "status_error",
+]
+
+
+def load_api_client(kubeconfig: str | Path | None = None, *, context: str | None = None,
+                    **configuration: Any) -> ApiClient:
+    """A new ``ApiClient`` from ``kubeconfig`` (or ``$KUBECONFIG``, ``~/.kube/config``), else in-cluster.
+
+    Extra keyword arguments are set on the ``Configuration`` (e.g. ``retries``). The caller closes it.
+    """
+    from kubernetes import client, config
+
+    conf = client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    default_path = Path.home() / ".kube" / "config"
+    if path is None and default_path.exists():
+        path = default_path
+    if path is not None:
+        config.load_kube_config(config_file=str(path), context=context, client_configuration=conf)
+    else:
+        config.load_incluster_config(client_configuration=conf)
+    for key, value in configuration.items():
+        setattr(conf, key, value)
+    return client.ApiClient(conf)
+
+
+def status_error(status: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> ApiError:
+    """The error for a ``metav1.Status`` body (an error response, or a watch ``ERROR`` event)."""
+    code = status.get("code")
+    code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+    reason = status.get("reason")
+    message = str(status.get("message") or reason or f"HTTP {code}")
+    details = status.get("details") or {}
+    retry_after = _retry_after(headers, details)
+    if code == 404:
+        return NotFoundError(message, status=code, reason=reason)
+    if code == 409:
+        return ConflictError(message, status=code, reason=reason)
+    if code == 410 or reason in ("Expired", "Gone"):
+        return GoneError(message, status=410, reason=reason)
+    if code == 429 or (code is not None and code >= 500 and retry_after is not None):
+        return TooManyRequestsError(message, status=code, reason=reason, retry_after=retry_after)
+    return ApiError(message, status=code, reason=reason)
+
+
+def api_error_from_response(status: int, body: bytes | str | None,
+                            headers: Mapping[str, str] | None = None, reason: str | None = None) -> ApiError:
+    """The error for a non-2xx HTTP response; the body is parsed as a ``Status`` when it is one."""
+    parsed: dict[str, Any] = {}
+    if body:
+        try:
+            loaded = json.loads(body)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            parsed = loaded
+    if not parsed.get("message"):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        parsed["message"] = (text or reason or f"HTTP {status}")[:500]
+    parsed["code"] = status
+    parsed.setdefault("reason", reason)
+    return status_error(parsed, headers)
+
+
+def api_error(exc: Exception) -> ApiError:
+    """Translate a ``kubernetes.client.ApiException`` (use as ``raise api_error(exc) from exc``)."""
+    status = getattr(exc, "status", None) or 0
+    return api_error_from_response(int(status), getattr(exc, "body", None),
+                                   getattr(exc, "headers", None), getattr(exc, "reason", None))
+
+
+def _retry_after(headers: Mapping[str, str] | None, details: Mapping[str, Any]) -> float | None:
+    value: Any = details.get("retryAfterSeconds")
+    if headers is not None and value is None:
+        value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; the caller's backoff applies

@@ -1,0 +1,102 @@
+"""Every Prometheus metric of shard-operator, defined once.
+
+Names follow controller-runtime and client-go's workqueue so that existing dashboards work. Many
+processes write them (workers, the leader, RQ workers): the manager sets ``PROMETHEUS_MULTIPROC_DIR``
+before any child starts (:func:`enable_multiprocess`), and :func:`render` aggregates every process's
+files for ``/metrics``. Gauges declare how processes combine (``livesum``, ``livemax``, …).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as _multiprocess
+from prometheus_client import values as _values
+
+__all__ = [
+    "ACTIVE_WORKERS", "CLAIM_EXPIRIES", "LEADER_STATUS", "LIVE_SHARDS", "QUEUE_ADDS", "QUEUE_DEPTH",
+    "QUEUE_DURATION", "QUEUE_LONGEST_RUNNING", "QUEUE_RETRIES", "QUEUE_UNFINISHED_WORK", "QUEUE_WORK_DURATION",
+    "RECONCILE_ERRORS", "RECONCILE_TIME", "RECONCILE_TOTAL", "SHARD_ASSIGNMENTS", "SHARD_MOVEMENTS",
+    "TERMINAL_RECONCILE_ERRORS", "enable_multiprocess", "render",
+]
+
+# client-go's workqueue buckets: 1 µs … 10 s, exponential by 10.
+_QUEUE_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# controller-runtime's reconcile-time buckets.
+_RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7,
+                      0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20,
+                      25, 30, 40, 50, 60)
+
+RECONCILE_TOTAL = Counter("controller_runtime_reconcile_total",
+                          "Total number of reconciliations per controller", ["controller", "result"])
+RECONCILE_ERRORS = Counter("controller_runtime_reconcile_errors_total",
+                           "Total number of reconciliation errors per controller", ["controller"])
+TERMINAL_RECONCILE_ERRORS = Counter("controller_runtime_terminal_reconcile_errors_total",
+                                    "Total number of terminal reconciliation errors per controller", ["controller"])
+RECONCILE_TIME = Histogram("controller_runtime_reconcile_time_seconds",
+                           "Length of time per reconciliation per controller", ["controller"],
+                           buckets=_RECONCILE_BUCKETS)
+ACTIVE_WORKERS = Gauge("controller_runtime_active_workers",
+                       "Number of currently used workers per controller", ["controller"],
+                       multiprocess_mode="livesum")
+
+QUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of workqueue", ["name"], multiprocess_mode="livemax")
+QUEUE_ADDS = Counter("workqueue_adds_total", "Total number of adds handled by workqueue", ["name"])
+QUEUE_DURATION = Histogram("workqueue_queue_duration_seconds",
+                           "How long in seconds an item stays in workqueue before being requested",
+                           ["name"], buckets=_QUEUE_BUCKETS)
+QUEUE_WORK_DURATION = Histogram("workqueue_work_duration_seconds",
+                                "How long in seconds processing an item from workqueue takes",
+                                ["name"], buckets=_QUEUE_BUCKETS)
+QUEUE_UNFINISHED_WORK = Gauge("workqueue_unfinished_work_seconds",
+                              "How many seconds of work has been done that is in progress and hasn't been "
+                              "observed by work_duration", ["name"], multiprocess_mode="livesum")
+QUEUE_LONGEST_RUNNING = Gauge("workqueue_longest_running_processor_seconds",
+                              "How many seconds has the longest running processor for workqueue been running",
+                              ["name"], multiprocess_mode="livemax")
+QUEUE_RETRIES = Counter("workqueue_retries_total", "Total number of retries handled by workqueue", ["name"])
+
+LEADER_STATUS = Gauge("leader_election_master_status",
+                      "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, "
+                      "1 indicates master", ["name"], multiprocess_mode="livemax")
+
+SHARD_ASSIGNMENTS = Counter("shard_operator_shard_assignments_total",
+                            "Ring changes published by the assigner (each bumps the epoch)", ["controller"])
+SHARD_MOVEMENTS = Counter("shard_operator_shard_movements_total",
+                          "Queued keys moved to another shard by a ring change", ["controller"])
+LIVE_SHARDS = Gauge("shard_operator_live_shards", "Shards in the current ring", ["controller"],
+                    multiprocess_mode="livemax")
+CLAIM_EXPIRIES = Counter("shard_operator_claim_expiries_total",
+                         "Claims that expired because their worker stopped renewing them; the key was queued again",
+                         ["controller"])
+
+
+def enable_multiprocess(folder: Path) -> None:
+    """Point prometheus-client at ``folder`` for this process and every child started after this call.
+
+    Every metric here has labels, and prometheus-client creates a labelled child's value store when
+    ``labels()`` is first called, from ``values.ValueClass``: resetting that class here makes the switch
+    take effect even when prometheus-client was imported earlier. Stale files of earlier runs are removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    _values.ValueClass = _values.get_value_class()
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead child's live gauges (its counters and histograms stay in the totals)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _multiprocess.mark_process_dead(pid)
+
+
+def render() -> bytes:
+    """The text exposition of every process's metrics (or of this process's, without multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)
+        return bytes(generate_latest(registry))
+    return bytes(generate_latest())

@@ -1,0 +1,24 @@
+"""List+watch informers: the leader's view of the API server, fed to the shared cache and handlers."""
+
+from shard_operator.source.backoff import Backoff
+from shard_operator.source.event import Event, EventType, Handler, Transform, drop_managed_fields
+from shard_operator.source.informer import Informer
+from shard_operator.source.reflector import ListHook, Reflector
+from shard_operator.source.resource import ApiListWatch, ListPage, ListWatch, Resource, object_key
+
+__all__ = [
+    "ApiListWatch",
+    "Backoff",
+    "Event",
+    "EventType",
+    "Handler",
+    "Informer",
+    "ListHook",
+    "ListPage",
+    "ListWatch",
+    "Reflector",
+    "Resource",
+    "Transform",
+    "drop_managed_fields",
+    "object_key",
+]

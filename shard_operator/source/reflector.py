@@ -1,0 +1,187 @@
+"""The list-then-watch loop for one scope (one namespace, or all) of one resource.
+
+:class:`Reflector` is client-go's reflector: a paged LIST, then a WATCH from the list's
+resourceVersion that resumes from the last version seen when the connection drops or the server ends
+it, a fresh LIST when the version is gone (HTTP 410 or an ``ERROR`` event with code 410), and
+jittered backoff on every other failure (at least ``Retry-After`` on 429). It keeps the scope's
+objects in a local store so that it can hand the informer ``old`` objects and, after a relist, the
+differences as events. :class:`~shard_operator.source.informer.Informer` runs one per scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shard_operator.errors import GoneError, TooManyRequestsError
+from shard_operator.kube import status_error
+from shard_operator.source.backoff import Backoff
+from shard_operator.source.event import Event, EventType, Handler, Transform
+from shard_operator.source.resource import ListWatch, object_key
+
+__all__ = ["ListHook", "Reflector"]
+
+log = logging.getLogger(__name__)
+
+ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
+"""Called after every (re)list with the scope's namespace (None: all), the objects and the list's version."""
+
+
+class Reflector:
+    """Keeps ``store`` equal to the API server's objects in ``namespace`` and reports each change.
+
+    ``handler`` and ``on_list`` run in the reflector's thread while ``lock`` is held, so the
+    informer's handlers never run concurrently. If either raises, the reflector backs off and relists:
+    ``on_list`` then receives the full state again, which is how the shared cache converges after an
+    outage of Redis. ``run`` returns when ``stop_event`` is set.
+    """
+
+    def __init__(self, list_watch: ListWatch, namespace: str | None, *, handler: Handler,
+                 on_list: ListHook | None, transform: Transform | None, lock: threading.RLock,
+                 stop_event: threading.Event, page_size: int = 500, watch_timeout: int = 45,
+                 backoff: Backoff | None = None) -> None:
+        self.namespace = namespace
+        self.store: dict[str, dict[str, Any]] = {}
+        self.resource_version: str | None = None
+        self.synced = threading.Event()
+        self.relists = 0
+        self._lw = list_watch
+        self._handler = handler
+        self._on_list = on_list
+        self._transform = transform
+        self._lock = lock
+        self._stop = stop_event
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._backoff = backoff or Backoff()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list()
+                if not self._stop.is_set():
+                    self._watch()
+                continue
+            except GoneError as exc:
+                log.info("%s: resourceVersion %s is gone (%s); relisting", self._scope, self.resource_version,
+                         exc)
+                self.resource_version = None
+                if self._backoff.failures == 0:
+                    self._backoff.next()  # relist at once the first time; back off if 410s repeat
+                    continue
+                delay = self._backoff.next()
+            except TooManyRequestsError as exc:
+                delay = max(exc.retry_after or 0.0, self._backoff.next())
+                log.info("%s: throttled by the API server; retrying in %.2fs", self._scope, delay)
+            except _HandlerFailed as exc:
+                delay = self._backoff.next()
+                self.resource_version = None
+                log.error("%s: the handler failed; relisting in %.2fs", self._scope, delay,
+                          exc_info=exc.__cause__)
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                delay = self._backoff.next()
+                log.warning("%s: list/watch failed (%s: %s); retrying in %.2fs", self._scope,
+                            type(exc).__name__, exc, delay)
+            self._stop.wait(delay)
+
+    @property
+    def _scope(self) -> str:
+        return f"namespace {self.namespace}" if self.namespace else "all namespaces"
+
+    def _list(self) -> None:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        restarted = False
+        while True:
+            try:
+                page = self._lw.list(self.namespace, limit=self._page_size, continue_token=token)
+            except GoneError:
+                if token is None or restarted:
+                    raise
+                restarted, items, token = True, [], None  # the continue token expired: start over
+                continue
+            items.extend(page.items)
+            token = page.continue_token
+            if not token:
+                break
+            if self._stop.is_set():
+                return
+        fresh = {}
+        for item in items:
+            obj = self._transform(item) if self._transform else item
+            fresh[object_key(obj)] = obj
+        with self._lock:
+            events = [Event(EventType.DELETED, key, old, None)
+                      for key, old in self.store.items() if key not in fresh]
+            for key, obj in fresh.items():
+                old = self.store.get(key)
+                if old is None:
+                    events.append(Event(EventType.ADDED, key, None, obj))
+                elif _version(old) != _version(obj):
+                    events.append(Event(EventType.MODIFIED, key, old, obj))
+            self.store = fresh
+            self.resource_version = page.resource_version
+            self.relists += 1
+            try:
+                if self._on_list is not None:
+                    self._on_list(self.namespace, list(fresh.values()), page.resource_version)
+                for event in events:
+                    self._handler(event)
+            except Exception as exc:
+                raise _HandlerFailed from exc
+        self.synced.set()
+        self._backoff.reset()
+        log.debug("%s: listed %d objects at %s", self._scope, len(fresh), page.resource_version)
+
+    def _watch(self) -> None:
+        assert self.resource_version is not None
+        stream = self._lw.watch(self.namespace, resource_version=self.resource_version,
+                                timeout_seconds=self._watch_timeout)
+        try:
+            self._consume(stream)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _consume(self, stream: Iterable[dict[str, Any]]) -> None:
+        for raw in stream:
+            if self._stop.is_set():
+                return
+            kind, obj = raw.get("type"), raw.get("object") or {}
+            if kind == "ERROR":
+                raise status_error(obj)
+            version = _version(obj)
+            if kind == "BOOKMARK":
+                self.resource_version = version or self.resource_version
+                continue
+            if self._transform is not None:
+                obj = self._transform(obj)
+            key = object_key(obj)
+            with self._lock:
+                if kind == "DELETED":
+                    self.store.pop(key, None)
+                    event = Event(EventType.DELETED, key, obj, None)
+                else:
+                    old = self.store.get(key)
+                    self.store[key] = obj
+                    event = Event(EventType.ADDED if old is None else EventType.MODIFIED, key, old, obj)
+                self.resource_version = version or self.resource_version
+                try:
+                    self._handler(event)
+                except Exception as exc:
+                    raise _HandlerFailed from exc
+            self._backoff.reset()
+
+
+class _HandlerFailed(Exception):
+    """The handler or list hook raised (the cause); the reflector relists to recover."""
+
+
+def _version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))

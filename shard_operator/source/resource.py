@@ -1,0 +1,180 @@
+"""What the informer watches, and the raw HTTP list/watch calls it makes for it.
+
+A :class:`Resource` names any API resource (core or grouped, namespaced or cluster-scoped) so one
+informer serves every kind. :class:`ApiListWatch` is the only place in :mod:`shard_operator.source`
+that touches the ``kubernetes`` client: it calls ``ApiClient.call_api`` with raw responses and
+``json.loads`` (much faster than the client's model deserialization) and maps failures through
+:mod:`shard_operator.kube`. The reflector talks to it through the :class:`ListWatch` protocol, so
+tests can put a fake in its place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shard_operator.errors import ApiError
+from shard_operator.kube import api_error_from_response
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["ApiListWatch", "ListPage", "ListWatch", "Resource", "object_key"]
+
+_Query = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource: ``group`` ("" for the core group), ``version``, ``plural``, and its scope."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def name(self) -> str:
+        """A stable name for caches and logs, like kubectl's: ``widgets.v1.example.com``, ``pods.v1``."""
+        return ".".join(part for part in (self.plural, self.version, self.group) if part)
+
+    def path(self, namespace: str | None = None) -> str:
+        """The collection's URL path, in ``namespace`` or across all namespaces when None."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None and self.namespaced:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    """The cache key of an object: ``namespace/name``, or ``name`` when cluster-scoped."""
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a LIST: the items, the list's resourceVersion, and the token of the next page."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str | None
+
+
+class ListWatch(Protocol):
+    """The two calls a reflector makes; each raises :class:`~shard_operator.errors.ApiError`
+    subclasses for API errors and ``OSError``-like exceptions for transport failures."""
+
+    def list(self, namespace: str | None, *, limit: int, continue_token: str | None) -> ListPage:
+        """One page of the collection."""
+        ...
+
+    def watch(self, namespace: str | None, *, resource_version: str,
+              timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        """Watch events (``{"type", "object"}``) from ``resource_version``, until the server ends it."""
+        ...
+
+    def interrupt(self) -> None:
+        """Make watches open or being opened in other threads end at once (the informer is stopping)."""
+        ...
+
+
+class ApiListWatch:
+    """:class:`ListWatch` over a ``kubernetes.client.ApiClient`` with server-side selectors."""
+
+    def __init__(self, api_client: ApiClient, resource: Resource, *, label_selector: str | None = None,
+                 field_selector: str | None = None, connect_timeout: float = 10.0,
+                 list_timeout: float = 60.0) -> None:
+        self._api = api_client
+        self._resource = resource
+        self._selectors = [(name, value) for name, value in (("labelSelector", label_selector),
+                                                             ("fieldSelector", field_selector)) if value]
+        self._connect_timeout = connect_timeout
+        self._list_timeout = list_timeout
+        self._lock = threading.Lock()
+        self._responses: set[Any] = set()
+        self._interrupted = False
+
+    def list(self, namespace: str | None, *, limit: int, continue_token: str | None) -> ListPage:
+        query = [*self._selectors, ("limit", str(limit))]
+        if continue_token:
+            query.append(("continue", continue_token))
+        response = self._get(namespace, query, self._list_timeout)
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        meta = body.get("metadata") or {}
+        items: list[dict[str, Any]] = body.get("items") or []
+        kind = str(body.get("kind", ""))
+        if kind.endswith("List"):  # items of built-in lists come without apiVersion and kind
+            for item in items:
+                item.setdefault("apiVersion", body.get("apiVersion"))
+                item.setdefault("kind", kind[: -len("List")])
+        return ListPage(items, str(meta.get("resourceVersion", "")), meta.get("continue") or None)
+
+    def watch(self, namespace: str | None, *, resource_version: str,
+              timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true"),
+                 ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
+        # The read timeout outlasts the server's own timeout, so a healthy watch ends cleanly.
+        response = self._get(namespace, query, timeout_seconds + 15.0)
+        with self._lock:
+            self._responses.add(response)
+            interrupted = self._interrupted
+        if interrupted:  # interrupt() ran while the request was in flight
+            self._shutdown(response)
+        try:
+            buffer = b""
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            if buffer.strip():
+                yield json.loads(buffer)
+        finally:
+            with self._lock:
+                self._responses.discard(response)
+            response.release_conn()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._interrupted = True
+            responses = list(self._responses)
+        for response in responses:
+            self._shutdown(response)
+
+    @staticmethod
+    def _shutdown(response: Any) -> None:
+        shutdown = getattr(response, "shutdown", None)  # urllib3 >= 2.3 unblocks a pending read
+        with contextlib.suppress(OSError):
+            (shutdown or response.close)()
+
+    def _get(self, namespace: str | None, query: _Query, read_timeout: float) -> Any:
+        method, url, headers, body, post = self._api.param_serialize(
+            "GET", self._resource.path(namespace), query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        try:
+            rest = self._api.call_api(method, url, headers, body, post,
+                                      _request_timeout=(self._connect_timeout, read_timeout))
+        except ApiError:
+            raise
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status:  # an ApiException raised by the REST layer itself
+                raise api_error_from_response(int(status), getattr(exc, "body", None),
+                                              getattr(exc, "headers", None)) from exc
+            raise
+        response = rest.response
+        if not 200 <= rest.status <= 299:
+            data = response.data
+            response.release_conn()
+            raise api_error_from_response(rest.status, data, response.headers, rest.reason)
+        return response
