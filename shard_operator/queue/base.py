@@ -1,0 +1,237 @@
+"""The base work queue: client-go's ``workqueue.Interface`` across processes and pods, in Redis.
+
+Where it sits: handlers ``add`` keys (the leader's informers), worker processes ``get`` the keys of
+their shard, reconcile, and call ``done``. :mod:`.delaying` and :mod:`.rate_limiting` add the
+client-go layers above it. Each method is one Lua script of :mod:`.scripts`, one round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+
+from shard_operator.errors import ClaimLostError, ShutDownError
+from shard_operator.keys import Keys, validate_shard_id
+from shard_operator.queue import scripts
+from shard_operator.queue.clock import Clock, system_clock
+
+__all__ = ["Item", "TokenBucket", "WorkQueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    """The global rate limit taken when ``get`` hands a key out, shared by every process and pod.
+
+    ``qps`` tokens per second refill a bucket of ``burst`` tokens; ``get`` hands nothing out while
+    the bucket is empty and its caller waits. ``qps=None`` or ``math.inf`` disables the bucket.
+    """
+
+    qps: float | None = 10.0
+    burst: int = 100
+
+    def __post_init__(self) -> None:
+        if self.qps is not None and not self.qps > 0:
+            raise ValueError("TokenBucket qps must be > 0, or None/inf to disable it")
+        if self.burst < 1:
+            raise ValueError("TokenBucket burst must be >= 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.qps is not None and math.isfinite(self.qps)
+
+
+@dataclass(slots=True)
+class Item:
+    """A claimed key: hand it back to ``done`` (or ``renew`` it) with the token it carries.
+
+    ``enqueued_at`` is when the key was added (queue latency = ``claimed_at - enqueued_at``);
+    ``deadline`` is when the claim expires unless renewed.
+    """
+
+    key: str
+    token: str
+    shard: str
+    owner: str
+    enqueued_at: float
+    claimed_at: float
+    deadline: float
+
+
+class WorkQueue:
+    """client-go's work queue in Redis: every transition atomic, every key handled one at a time.
+
+    - ``add(key)``: no-op if the key is already dirty (waiting); else mark it dirty and, unless it
+      is being processed, push it to the ready list of the shard the current ring assigns it.
+    - ``get(shard, owner, timeout)``: take the next ready key of ``shard``; it moves from dirty to
+      processing under a claim (``owner``, deadline = now + ``claim_ttl``). Returns None when
+      nothing came within ``timeout`` seconds (0: do not wait; None: wait until shut down).
+    - ``done(item)``: release the claim; if the key was added meanwhile it is pushed again, to its
+      *current* shard. Raises :class:`ClaimLostError`, changing nothing, if the claim was lost.
+    - ``renew(item)``: extend the claim (:class:`ClaimLostError` if lost).
+    - ``reap_expired()``: re-queue keys whose claim deadline passed (run periodically, anywhere).
+    - ``shut_down()``: this instance hands out nothing more (``get`` raises :class:`ShutDownError`)
+      and ignores adds, as client-go does; ``done`` keeps working. It does not affect other
+      processes sharing the queue. ``shut_down_with_drain()`` also waits for this instance's
+      handed-out items to be done.
+
+    An idle ``get`` blocks on its shard's wake-up list, which every push to an empty ready list
+    fills (add, done, promotion, reaping, rebalancing), so a key is served at once; ``max_wait``
+    only bounds each block (for shut down, due delayed keys and the token bucket's refill).
+    Redis failures raise :class:`~shard_operator.errors.StorageError`.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
+                 bucket: TokenBucket | None = None, clock: Clock = system_clock,
+                 max_wait: float = 0.25, promote_limit: int = 100) -> None:
+        if claim_ttl <= 0 or max_wait <= 0 or promote_limit < 1:
+            raise ValueError("claim_ttl and max_wait must be > 0, promote_limit >= 1")
+        self.client, self.keys, self.claim_ttl, self.clock = client, keys, claim_ttl, clock
+        self.max_wait, self.promote_limit = max_wait, promote_limit
+        enabled = bucket is not None and bucket.enabled
+        self._qps = str(bucket.qps) if enabled and bucket is not None else "0"
+        self._burst = str(bucket.burst) if bucket is not None else "1"
+        self._prefix = keys.prefix + ":"
+        self._route = [keys.dirty]
+        with scripts.redis_errors():
+            self._add = client.register_script(scripts.ADD)
+            self._add_after = client.register_script(scripts.ADD_AFTER)
+            self._get = client.register_script(scripts.GET)
+            self._done = client.register_script(scripts.DONE)
+            self._done_and_get = client.register_script(scripts.DONE_AND_GET)
+            self._renew = client.register_script(scripts.RENEW)
+            self._reap = client.register_script(scripts.REAP)
+            self._len = client.register_script(scripts.LEN)
+        self._shutting_down = False
+        self._outstanding: set[str] = set()
+        self._drained = threading.Condition()
+
+    def add(self, key: str) -> bool:
+        """Mark ``key`` dirty and queue it; False if it was already dirty (or the queue is shut down)."""
+        return self.add_many([key]) == 1
+
+    def add_many(self, keys: Iterable[str]) -> int:
+        """``add`` each key in one round trip; returns how many became dirty (``workqueue_adds_total``)."""
+        batch = list(keys)
+        if self._shutting_down or not batch:
+            return 0
+        with scripts.redis_errors():
+            return int(self._add(self._route, [self._prefix, repr(self.clock()), *batch]))
+
+    def get(self, shard: str, owner: str, timeout: float | None = 0.0) -> Item | None:
+        """Claim the next ready key of ``shard`` for ``owner``; see the class contract."""
+        validate_shard_id(shard)
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._shutting_down:
+                raise ShutDownError("the work queue is shut down")
+            now = self.clock()
+            with scripts.redis_errors():
+                reply = self._get(self._route, [self._prefix, repr(now), shard, owner, *self._take_args()])
+            item = self._item(reply, shard, owner, now)
+            if item is not None:
+                return item
+            if not self._wait(shard, float(reply[5]), give_up):
+                return None
+
+    def done(self, item: Item) -> None:
+        """Release ``item``'s claim; see the class contract."""
+        with scripts.redis_errors():
+            released = self._done(self._route, [self._prefix, item.key, item.token])
+        self._forget_outstanding(item.token)
+        if not released:
+            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
+
+    def done_and_get(self, item: Item, timeout: float | None = 0.0) -> Item | None:
+        """``done(item)`` then ``get(item.shard, item.owner, timeout)``, the first try in one round trip."""
+        if self._shutting_down:
+            self.done(item)
+            raise ShutDownError("the work queue is shut down")
+        now = self.clock()
+        with scripts.redis_errors():
+            reply = self._done_and_get(self._route, [self._prefix, item.key, item.token, repr(now), item.shard,
+                                                     item.owner, *self._take_args()])
+        self._forget_outstanding(item.token)
+        if reply[0] == -1:
+            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
+        following = self._item(reply, item.shard, item.owner, now)
+        if following is not None or timeout == 0:
+            return following
+        return self.get(item.shard, item.owner, timeout)
+
+    def renew(self, item: Item) -> float:
+        """Extend ``item``'s claim to now + ``claim_ttl``; returns (and stores in ``item``) the new deadline."""
+        deadline = self.clock() + self.claim_ttl
+        with scripts.redis_errors():
+            renewed = self._renew(self._route, [self._prefix, item.key, item.token, repr(deadline)])
+        if not renewed:
+            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
+        item.deadline = deadline
+        return deadline
+
+    def reap_expired(self, limit: int = 100) -> int:
+        """Queue again up to ``limit`` keys whose claim deadline passed; returns how many (a metric)."""
+        with scripts.redis_errors():
+            return int(self._reap(self._route, [self._prefix, repr(self.clock()), str(limit)]))
+
+    def len(self, shard: str | None = None) -> int:
+        """Keys waiting in ``shard``'s ready list, or in every list of the ring (``workqueue_depth``)."""
+        with scripts.redis_errors():
+            return int(self._len(self._route, [self._prefix, shard or ""]))
+
+    def num_processing(self) -> int:
+        """Keys claimed by any worker right now."""
+        with scripts.redis_errors():
+            return int(self.client.hlen(self.keys.processing))
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
+
+    def shut_down(self) -> None:
+        """Stop handing out keys from this instance; see the class contract."""
+        self._shutting_down = True
+
+    def shut_down_with_drain(self, timeout: float | None = None) -> bool:
+        """``shut_down``, then wait for this instance's handed-out items to be done; False on timeout."""
+        self.shut_down()
+        with self._drained:
+            return self._drained.wait_for(lambda: not self._outstanding, timeout)
+
+    def _take_args(self) -> list[str]:
+        return [repr(self.claim_ttl), self._qps, self._burst, str(self.promote_limit)]
+
+    def _item(self, reply: list, shard: str, owner: str, now: float) -> Item | None:
+        if reply[0] != 1:
+            return None
+        item = Item(key=_text(reply[1]), token=_text(reply[2]), shard=shard, owner=owner,
+                    enqueued_at=float(reply[3]), claimed_at=now, deadline=float(reply[4]))
+        with self._drained:
+            self._outstanding.add(item.token)
+        return item
+
+    def _forget_outstanding(self, token: str) -> None:
+        with self._drained:
+            self._outstanding.discard(token)
+            if not self._outstanding:
+                self._drained.notify_all()
+
+    def _wait(self, shard: str, hint: float, give_up: float | None) -> bool:
+        """Sleep until a wake-up for ``shard``, the hint (-1: none) or ``max_wait``; False past ``give_up``."""
+        wait = self.max_wait if hint < 0 else min(max(hint, 0.001), self.max_wait)
+        if give_up is not None:
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait = min(wait, remaining)
+        with scripts.redis_errors():
+            self.client.blpop([self.keys.notify(shard)], timeout=max(wait, 0.001))
+        return True
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,13 @@
+"""Sharding: membership heartbeats, the ring of live shards with its epoch, and key → shard (DESIGN §4).
+
+Workers announce their shard with :class:`Membership`; one :class:`Assigner` publishes the ring and
+moves queued keys when it changes; :class:`Router` maps keys to shards with rendezvous hashing,
+the same function the queue's Lua scripts use.
+"""
+
+from shard_operator.sharding.assigner import Assigner, Rebalance
+from shard_operator.sharding.hashing import shard_for
+from shard_operator.sharding.membership import Membership, live_members
+from shard_operator.sharding.ring import Ring, Router
+
+__all__ = ["Assigner", "Membership", "Rebalance", "Ring", "Router", "live_members", "shard_for"]

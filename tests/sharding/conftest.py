@@ -1,0 +1,5 @@
+"""Ring and assigner tests run on fakeredis and on the real redis-server (marked ``redis``)."""
+
+from tests.queue.backends import client, clock, connect, keys
+
+__all__ = ["client", "clock", "connect", "keys"]
