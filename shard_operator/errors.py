@@ -13,6 +13,7 @@ so callers never need to import a client library to handle a failure::
     │   ├── ShutDownError        the queue was shut down; no new work is handed out
     │   └── ClaimLostError       a worker's claim on a key expired or was taken over
     ├── StorageError             Redis could not be reached or answered with an error
+    ├── AlreadyOwnedError        set_controller_reference: another controller owns the object
     ├── ApiError                 the Kubernetes API answered with an error (status, reason)
     │   ├── NotFoundError        404
     │   ├── ConflictError        409 (stale resourceVersion or already exists)
@@ -25,7 +26,10 @@ so callers never need to import a client library to handle a failure::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "AlreadyOwnedError",
     "ApiError",
     "BinaryNotFoundError",
     "ClaimLostError",
@@ -77,6 +81,14 @@ class ClaimLostError(QueueError):
 
 class StorageError(ShardOperatorError):
     """Redis could not be reached, timed out, or answered with an error."""
+
+
+class AlreadyOwnedError(ShardOperatorError):
+    """The object already has a different controller; it is not taken over."""
+
+    def __init__(self, message: str, *, owner: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.owner = owner
 
 
 class ApiError(ShardOperatorError):

@@ -1,0 +1,45 @@
+"""The reconcilers' API helpers: counted, concurrency-safe writes, conditions, owners and events."""
+
+from shard_operator.client.api import JSON_PATCH, MERGE_PATCH, Client
+from shard_operator.client.conditions import (
+    CONDITION_STATUSES,
+    find_condition,
+    generation,
+    is_condition_true,
+    is_observed,
+    observed_generation,
+    remove_condition,
+    set_condition,
+)
+from shard_operator.client.counter import RequestCounter, Verb
+from shard_operator.client.events import EVENTS, NORMAL, WARNING, EventRecorder
+from shard_operator.client.owners import (
+    AlreadyOwnedError,
+    controller_reference,
+    owner_reference,
+    set_controller_reference,
+)
+
+__all__ = [
+    "CONDITION_STATUSES",
+    "EVENTS",
+    "JSON_PATCH",
+    "MERGE_PATCH",
+    "NORMAL",
+    "WARNING",
+    "AlreadyOwnedError",
+    "Client",
+    "EventRecorder",
+    "RequestCounter",
+    "Verb",
+    "controller_reference",
+    "find_condition",
+    "generation",
+    "is_condition_true",
+    "is_observed",
+    "observed_generation",
+    "owner_reference",
+    "remove_condition",
+    "set_condition",
+    "set_controller_reference",
+]
