@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 
 from shard_operator.keys import Keys
-from shard_operator.queue.base import TokenBucket
+from shard_operator.queue.base import Item, TokenBucket
 from shard_operator.queue.clock import Clock, system_clock
 from shard_operator.queue.delaying import DelayingQueue
 from shard_operator.queue.ratelimit import ExponentialFailureRateLimiter, RateLimiter
@@ -48,6 +48,23 @@ class RateLimitingQueue(DelayingQueue):
 
     def forget(self, key: str) -> None:
         self.rate_limiter.forget(key)
+
+    def done(self, item: Item, *, forget: bool = False) -> None:
+        """Release the claim; ``forget=True`` resets the key's failures too (in the same trip when it can)."""
+        super().done(item, forget=self._forget_in_script(item.key, forget))
+
+    def done_and_get(self, item: Item, timeout: float | None = 0.0, *, forget: bool = False) -> Item | None:
+        return super().done_and_get(item, timeout, forget=self._forget_in_script(item.key, forget))
+
+    def _forget_in_script(self, key: str, forget: bool) -> bool:
+        """True if the queue script can clear the failures itself; else forget through the limiter now."""
+        if not forget:
+            return False
+        limiter = self.rate_limiter
+        if isinstance(limiter, ExponentialFailureRateLimiter) and limiter.keys == self.keys:
+            return True
+        limiter.forget(key)
+        return False
 
     def num_requeues(self, key: str) -> int:
         return self.rate_limiter.num_requeues(key)

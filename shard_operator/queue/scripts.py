@@ -119,14 +119,19 @@ return take(tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARG
             tonumber(ARGV[8]))
 """
 
-# ARGV: prefix, key, token -> 1 released, 0 the claim was lost (nothing changed).
+# ARGV: prefix, key, token, forget -> 1 released, 0 the claim was lost (nothing changed).
+# forget = '1' also clears the key's failure count, in the same round trip.
 DONE = _COMMON + """
-return release(ARGV[2], ARGV[3])
+local released = release(ARGV[2], ARGV[3])
+if released == 1 and ARGV[4] == '1' then redis.call('HDEL', P .. 'failures', ARGV[2]) end
+return released
 """
 
-# ARGV: prefix, key, token, now, shard, owner, ttl, qps, burst, limit -> {-1} if the claim was lost, else take's.
+# ARGV: prefix, key, token, now, shard, owner, ttl, qps, burst, limit, forget -> {-1} if the claim was lost,
+# else take's. forget = '1' also clears the key's failure count (the success path's forget, in the same trip).
 DONE_AND_GET = _COMMON + """
 if release(ARGV[2], ARGV[3]) == 0 then return {-1} end
+if ARGV[11] == '1' then redis.call('HDEL', P .. 'failures', ARGV[2]) end
 return take(tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
             tonumber(ARGV[10]))
 """

@@ -84,6 +84,28 @@ def test_add_rate_limited_requeues_after_the_backoff(client, keys, clock):
     assert queue.num_requeues("ns/a") == 0
 
 
+@pytest.mark.parametrize("finish", ["done", "done_and_get"])
+@pytest.mark.parametrize("custom_limiter", [False, True])
+def test_done_with_forget_resets_the_failures_only_when_the_claim_is_held(client, keys, clock, finish,
+                                                                         custom_limiter):
+    publish_ring(client, keys, clock, "s0")
+    limiter = MaxOf(ExponentialFailureRateLimiter(client, keys), Fixed(0.0)) if custom_limiter else None
+    queue = RateLimitingQueue(client, keys, clock=clock, bucket=None, rate_limiter=limiter)
+    queue.add_rate_limited("ns/a")
+    queue.add_rate_limited("ns/a")
+    clock.step(1.0)
+    item = queue.get("s0", "w1")
+    assert item is not None and queue.num_requeues("ns/a") == 2
+    getattr(queue, finish)(item, forget=True)
+    assert queue.num_requeues("ns/a") == 0
+    # Without forget, the failures stay: a retried key keeps backing off.
+    queue.add_rate_limited("ns/a")
+    clock.step(1.0)
+    item = queue.get("s0", "w1")
+    getattr(queue, finish)(item)
+    assert queue.num_requeues("ns/a") == 1
+
+
 def test_token_bucket_is_shared_by_two_queue_instances_and_refills_at_qps(connect, keys, clock):
     publish_ring(connect(), keys, clock, "s0")
     bucket = TokenBucket(qps=2.0, burst=3)
