@@ -15,8 +15,9 @@ from typing import Any
 import redis
 
 from shard_operator.cache import keys as key_names
-from shard_operator.cache.scripts import LIST_BY_INDEX, redis_errors
+from shard_operator.cache.scripts import LIST_BY_INDEX
 from shard_operator.cache.selector import LabelSelector
+from shard_operator.storage import redis_errors
 
 __all__ = ["CacheReader"]
 

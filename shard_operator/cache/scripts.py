@@ -9,12 +9,7 @@ would not be past 2^53.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import redis
-
-from shard_operator.errors import StorageError
+from shard_operator.storage import redis_errors
 
 __all__ = ["DELETE", "LIST_BY_INDEX", "REPLACE", "UPSERT", "redis_errors"]
 
@@ -104,12 +99,3 @@ for first = 1, #keys, 1000 do  -- unpack() is limited to a few thousand values
 end
 return out
 """
-
-
-@contextlib.contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate ``redis.RedisError`` into :class:`~shard_operator.errors.StorageError`."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StorageError(f"redis: {exc}") from exc

@@ -16,10 +16,11 @@ from typing import Any
 import redis
 
 from shard_operator.cache import keys
-from shard_operator.cache.scripts import DELETE, REPLACE, UPSERT, redis_errors
+from shard_operator.cache.scripts import DELETE, REPLACE, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
 from shard_operator.source.reflector import ListHook
 from shard_operator.source.resource import object_key
+from shard_operator.storage import redis_errors
 
 __all__ = ["CacheWriter"]
 

@@ -16,13 +16,8 @@ if it is dirty and not processing. A delayed key is neither until it is promoted
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import redis
-
-from shard_operator.errors import StorageError
 from shard_operator.sharding.hashing import LUA_HRW
+from shard_operator.storage import redis_errors
 
 __all__ = ["ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "RENEW", "redis_errors"]
 
@@ -164,12 +159,3 @@ for _, shard in ipairs(redis.call('LRANGE', P .. 'ring', 0, -1)) do
 end
 return n
 """
-
-
-@contextlib.contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate ``redis.RedisError`` into :class:`~shard_operator.errors.StorageError`."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StorageError(f"redis: {exc}") from exc

@@ -17,7 +17,7 @@ import redis
 from shard_operator.keys import Keys
 from shard_operator.queue.clock import Clock, system_clock
 from shard_operator.sharding.hashing import LUA_HRW
-from shard_operator.sharding.ring import redis_errors
+from shard_operator.storage import redis_errors
 
 __all__ = ["Assigner", "Rebalance"]
 

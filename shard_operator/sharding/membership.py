@@ -11,7 +11,7 @@ import redis
 
 from shard_operator.keys import Keys, validate_shard_id
 from shard_operator.queue.clock import Clock, system_clock
-from shard_operator.sharding.ring import redis_errors
+from shard_operator.storage import redis_errors
 
 __all__ = ["Membership", "live_members"]
 

@@ -7,26 +7,15 @@ outside a script (metrics, debugging, tests), cached per epoch.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
 
-from shard_operator.errors import StorageError
 from shard_operator.keys import Keys
 from shard_operator.sharding import hashing
+from shard_operator.storage import redis_errors
 
 __all__ = ["Ring", "Router", "redis_errors"]
-
-
-@contextlib.contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate ``redis.RedisError`` into :class:`~shard_operator.errors.StorageError`."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StorageError(f"redis: {exc}") from exc
 
 
 @dataclass(frozen=True)
