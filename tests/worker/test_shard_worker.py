@@ -1,0 +1,128 @@
+"""A shard worker applies each outcome to the queue, renews claims of long reconciles, and lets go
+of a key whose claim it lost. Runs against the real redis-server with the worker in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from shard_operator.errors import TemporaryError, TerminalError
+from shard_operator.keys import Keys
+from shard_operator.queue import RateLimitingQueue
+from shard_operator.reconcile import Request, Result
+from shard_operator.sharding import Assigner, Membership
+from shard_operator.worker.runner import ShardWorker
+
+pytestmark = pytest.mark.redis
+
+KEYS = Keys.for_controller("unit")
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    Membership(c, KEYS, "s0").heartbeat()
+    Assigner(c, KEYS).rebalance()
+    yield c
+    c.close()
+
+
+def run_worker(client: redis.Redis, reconcile: Callable, *, claim_ttl: float = 30.0, seconds: float) -> Counter:
+    """Run a one-thread worker for ``seconds``; returns how often each key was reconciled."""
+    seen: Counter = Counter()
+
+    def counting(request: Request, ctx) -> Result | None:
+        seen[request.key] += 1
+        return reconcile(request, ctx, seen[request.key])
+
+    queue = RateLimitingQueue(client, KEYS, bucket=None, claim_ttl=claim_ttl)
+    worker = ShardWorker(queue, counting, controller="unit", shard="s0", owner="w1", get_timeout=0.05)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    time.sleep(seconds)
+    worker.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    return seen
+
+
+def queue_of(client: redis.Redis) -> RateLimitingQueue:
+    return RateLimitingQueue(client, KEYS, bucket=None)
+
+
+def test_a_failing_key_is_retried_with_backoff_and_forgotten_after_success(client):
+    queue_of(client).add("ns/flaky")
+    seen = run_worker(client, lambda r, ctx, n: (_ for _ in ()).throw(RuntimeError("boom")) if n < 4 else None,
+                      seconds=0.6)
+    assert seen["ns/flaky"] == 4  # three failures (5, 10, 20 ms backoff), then success, then nothing
+    assert queue_of(client).num_requeues("ns/flaky") == 0
+
+
+def test_a_terminal_error_is_not_retried(client):
+    queue_of(client).add("ns/broken")
+
+    def reconcile(request, ctx, n):
+        raise TerminalError("invalid spec")
+
+    assert run_worker(client, reconcile, seconds=0.4)["ns/broken"] == 1
+    assert queue_of(client).num_requeues("ns/broken") == 0
+
+
+def test_requeue_after_and_temporary_error_delay_bring_the_key_back_after_the_delay(client):
+    queue_of(client).add_many(["ns/poll", "ns/wait"])
+    started = time.monotonic()
+    times: dict[str, list[float]] = {"ns/poll": [], "ns/wait": []}
+
+    def reconcile(request, ctx, n):
+        times[request.key].append(time.monotonic() - started)
+        if n == 1 and request.key == "ns/poll":
+            return Result(requeue_after=0.3)
+        if n == 1:
+            raise TemporaryError("not yet", delay=0.3)
+        return None
+
+    seen = run_worker(client, reconcile, seconds=0.8)
+    assert seen == {"ns/poll": 2, "ns/wait": 2}
+    for key in times:
+        assert times[key][1] - times[key][0] >= 0.29
+    assert queue_of(client).num_requeues("ns/wait") == 0  # the success after the retry forgot it
+
+
+def test_a_long_reconcile_keeps_its_claim_while_expired_claims_are_reaped(client):
+    queue_of(client).add("ns/slow")
+    reaper_queue = queue_of(client)
+    stop = threading.Event()
+    reaped = []
+
+    def reap() -> None:
+        while not stop.wait(0.02):
+            reaped.append(reaper_queue.reap_expired())
+
+    reaper = threading.Thread(target=reap)
+    reaper.start()
+    try:
+        seen = run_worker(client, lambda r, ctx, n: time.sleep(1.0), claim_ttl=0.3, seconds=1.4)
+    finally:
+        stop.set()
+        reaper.join()
+    assert seen["ns/slow"] == 1 and sum(reaped) == 0
+
+
+def test_a_worker_that_lost_its_claim_leaves_the_key_to_its_new_owner(client):
+    queue_of(client).add("ns/stolen")
+
+    def reconcile(request, ctx, n):
+        # Another worker took the key over (as after a reap): the token in Redis is no longer ours.
+        client.hset(KEYS.processing, request.key, "someone-else")
+        time.sleep(0.3)  # long enough for the renewer (claim_ttl / 3) to notice
+        raise RuntimeError("this outcome must be dropped")
+
+    seen = run_worker(client, reconcile, claim_ttl=0.3, seconds=0.6)
+    assert seen["ns/stolen"] == 1
+    assert client.hget(KEYS.processing, "ns/stolen") == b"someone-else"
+    assert queue_of(client).num_requeues("ns/stolen") == 0  # no retry was scheduled by the old owner
