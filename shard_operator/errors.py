@@ -13,6 +13,9 @@ so callers never need to import a client library to handle a failure::
     │   ├── ShutDownError        the queue was shut down; no new work is handed out
     │   └── ClaimLostError       a worker's claim on a key expired or was taken over
     ├── StorageError             Redis could not be reached or answered with an error
+    ├── JobError                 a background job could not be enqueued or run (``shard_operator.jobs``)
+    │   ├── UnregisteredTaskError  the task name is not in the task registry; nothing runs
+    │   └── JobSerializationError  job arguments or a job's result are not JSON
     ├── AlreadyOwnedError        set_controller_reference: another controller owns the object
     ├── ApiError                 the Kubernetes API answered with an error (status, reason)
     │   ├── NotFoundError        404
@@ -36,6 +39,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "GoneError",
+    "JobError",
+    "JobSerializationError",
     "NotFoundError",
     "QueueError",
     "ReconcileError",
@@ -46,6 +51,7 @@ __all__ = [
     "TerminalError",
     "TestEnvError",
     "TooManyRequestsError",
+    "UnregisteredTaskError",
 ]
 
 
@@ -81,6 +87,18 @@ class ClaimLostError(QueueError):
 
 class StorageError(ShardOperatorError):
     """Redis could not be reached, timed out, or answered with an error."""
+
+
+class JobError(ShardOperatorError):
+    """A background job could not be enqueued or run."""
+
+
+class UnregisteredTaskError(JobError):
+    """The task is not in the task registry: it is never run from a name found in Redis alone."""
+
+
+class JobSerializationError(JobError):
+    """Job arguments or a job's result cannot be written as JSON; the message names the offending value."""
 
 
 class AlreadyOwnedError(ShardOperatorError):
