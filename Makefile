@@ -28,7 +28,7 @@ controlplane:
 	@tools/controlplane/build.sh
 
 lint: venv
-	$(VENV)/bin/ruff check shard_operator tests loadtest
+	$(VENV)/bin/ruff check shard_operator tests loadtest examples
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -7,7 +7,7 @@ For each W it runs two phases and prints one JSON line per phase (all saved to
   while the workers drain them; ``items_per_s`` = items / (time from the first add to the last
   reconcile start).
 - ``half``: the producer is paced at half the peak rate of the same W; the queue latencies of this
-  phase (reconcile start − add) are the ones the p99 target is about.
+  phase (reconcile start - add) are the ones the p99 target is about.
 
 ``redis_calls_per_item`` counts client round trips (one per command or pipeline sent, counted in
 the connection class of every process) divided by items. The token bucket is disabled (the benchmark

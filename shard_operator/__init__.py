@@ -12,12 +12,26 @@ from shard_operator.errors import (
     TemporaryError,
     TerminalError,
 )
+from shard_operator.handler import For, Owns, Watches
+from shard_operator.operator import Operator
+from shard_operator.reconcile import Reconciler, Request, Result
+from shard_operator.source import Resource
+from shard_operator.worker.runner import Context
 
 __all__ = [
     "ConfigError",
+    "Context",
+    "For",
+    "Operator",
+    "Owns",
+    "Reconciler",
+    "Request",
+    "Resource",
+    "Result",
     "ShardOperatorError",
     "TemporaryError",
     "TerminalError",
+    "Watches",
     "__version__",
 ]
 

@@ -1,7 +1,13 @@
 """The ``shard-operator`` command line.
 
 Commands:
+  run --app module:attr        run an operator: leader candidate, worker processes, health server
+  status --app module:attr     leader, live shards, queue depths, in-flight and retrying keys
   testenv up|down|env|status   the embedded control plane and Redis (for running without a cluster)
+
+Every option of ``run`` and ``status`` can also be given as an environment variable
+``SHARD_OPERATOR_<OPTION>`` (``--redis-url`` → ``SHARD_OPERATOR_REDIS_URL``; repeated options such as
+``--namespace`` take a comma-separated list); a flag wins over the environment.
 
 Every failure the library expects ends in a one-line message on stderr and a non-zero exit code
 (2 for bad configuration or input, 1 for anything else), never a traceback.
@@ -10,11 +16,20 @@ Every failure the library expects ends in a one-line message on stderr and a non
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from shard_operator.config import ENV_PREFIX, Config
 from shard_operator.errors import ConfigError, ShardOperatorError
+
+if TYPE_CHECKING:
+    from shard_operator.operator import Operator
 
 __all__ = ["main"]
 
@@ -25,6 +40,8 @@ EXIT_CONFIG = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shard-operator", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(commands)
+    add_status_parser(commands)
 
     testenv = commands.add_parser("testenv", help="start, inspect or stop the embedded control plane and Redis")
     testenv.add_argument("--dir", type=Path, default=None,
@@ -37,6 +54,142 @@ def build_parser() -> argparse.ArgumentParser:
     env = actions.add_parser("env", help="print KUBECONFIG=… and REDIS_URL=… of the running environment")
     env.add_argument("--export", action="store_true", help="prefix each line with 'export ' for eval")
     return parser
+
+
+# -- run and status ---------------------------------------------------------------------------
+
+_DEFAULTS = Config(pod_name="")
+
+
+def _env(option: str) -> str | None:
+    return os.environ.get(ENV_PREFIX + option.upper().replace("-", "_")) or None
+
+
+def _option(parser: argparse.ArgumentParser, option: str, kind: Callable[[str], Any], default: Any,
+            help: str, metavar: str | None = None) -> None:
+    """``--option`` whose default comes from ``SHARD_OPERATOR_OPTION``, else ``default``."""
+    raw = _env(option)
+    if raw is not None:
+        try:
+            default = kind(raw)
+        except ValueError:
+            parser.error(f"{ENV_PREFIX}{option.upper().replace('-', '_')}={raw!r} is not a valid value")
+    shown = f" (env {ENV_PREFIX}{option.upper().replace('-', '_')}; default {default})"
+    parser.add_argument(f"--{option}", type=kind, default=default, help=help + shown, metavar=metavar)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "app", str, None, "the operator to run, as module:attribute", "MODULE:ATTR")
+    _option(parser, "kubeconfig", str, None, "kubeconfig file (else $KUBECONFIG, ~/.kube/config, in-cluster)")
+    _option(parser, "redis-url", str, _DEFAULTS.redis_url, "Redis URL")
+    _option(parser, "lease-namespace", str, None, "namespace of the leader-election Lease "
+            "(default: the pod's namespace, or 'default')")
+    _option(parser, "lease-name", str, None, "name of the Lease (default: <controller>-leader)")
+    _option(parser, "member-ttl", float, _DEFAULTS.member_ttl, "seconds without a heartbeat before a shard "
+            "leaves the ring")
+
+
+def add_run_parser(commands: Any) -> None:
+    run = commands.add_parser("run", help="run an operator (leader candidate, workers, health server)")
+    _common_options(run)
+    _option(run, "workers", int, _DEFAULTS.workers, "worker processes (shards) in this pod")
+    _option(run, "threads", int, _DEFAULTS.threads, "reconcile threads per worker process")
+    namespaces = _env("namespace")
+    run.add_argument("--namespace", action="append", dest="namespaces", metavar="NAMESPACE",
+                     default=None, help="watch this namespace (repeatable; default: the operator's, else all) "
+                     f"(env {ENV_PREFIX}NAMESPACE, comma-separated)")
+    run.set_defaults(env_namespaces=[n.strip() for n in namespaces.split(",") if n.strip()] if namespaces else None)
+    _option(run, "label-selector", str, None, "server-side label selector of the primary resource")
+    _option(run, "field-selector", str, None, "server-side field selector of the primary resource")
+    _option(run, "qps", float, _DEFAULTS.qps, "global rate of keys handed to workers per second (0: no limit)")
+    _option(run, "burst", int, _DEFAULTS.burst, "burst of the global rate limit")
+    _option(run, "metrics-address", str, _DEFAULTS.metrics_address,
+            "HOST:PORT of /healthz, /readyz and /metrics (0: off)")
+    _option(run, "metrics-dir", str, None, "folder for multiprocess metrics (default: a new temporary one)")
+    _option(run, "pod-name", str, None, "this pod's name: leader identity and shard prefix "
+            "(default: $POD_NAME, else the host name)")
+    for option in ("lease-duration", "renew-deadline", "retry-period", "claim-ttl", "heartbeat-interval",
+                   "drain-timeout"):
+        _option(run, option, float, getattr(_DEFAULTS, option.replace("-", "_")), f"{option} in seconds")
+    _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
+
+
+def add_status_parser(commands: Any) -> None:
+    status = commands.add_parser("status", help="show leader, shards, queue depths, in-flight and retrying keys")
+    _common_options(status)
+    _option(status, "controller", str, None, "the controller name (instead of --app)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+
+def load_operator(spec: str | None) -> Operator:
+    """Import ``module:attr`` and return the :class:`~shard_operator.operator.Operator` it names."""
+    from shard_operator.operator import Operator
+
+    if not spec:
+        raise ConfigError("--app is required (module:attribute naming an Operator), or set "
+                          f"{ENV_PREFIX}APP")
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--app {spec!r} must look like module:attribute")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the console script does not put the working folder on the path
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    try:
+        found: Any = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"--app {spec}: module {module_name} has no attribute {attr!r}") from None
+    if not isinstance(found, Operator) and callable(found):
+        found = found()
+    if not isinstance(found, Operator):
+        raise ConfigError(f"--app {spec}: {attr} is a {type(found).__name__}, not a shard_operator.Operator")
+    return found
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    values = {name: getattr(args, name) for name in (
+        "redis_url", "kubeconfig", "workers", "threads", "label_selector", "field_selector", "qps", "burst",
+        "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
+        "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout")}
+    values["namespaces"] = args.namespaces or args.env_namespaces
+    config = Config(**values)
+    if args.pod_name:
+        config.pod_name = args.pod_name
+    return config.validate()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        raise ConfigError(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    operator = load_operator(args.app)
+    config = config_from_args(args)
+    from shard_operator.manager import Manager
+
+    return Manager(operator, config).run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from shard_operator.manager import connect_api, connect_redis
+    from shard_operator.manager.status import collect_status, format_status
+
+    controller = args.controller or load_operator(args.app).name
+    if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+        raise ConfigError(f"kubeconfig {args.kubeconfig} does not exist")
+    client = connect_redis(args.redis_url)
+    api = connect_api(args.kubeconfig)
+    lease = Config(lease_namespace=args.lease_namespace, lease_name=args.lease_name).lease(controller)
+    try:
+        status = collect_status(client, controller, api_client=api, lease=lease, member_ttl=args.member_ttl)
+    finally:
+        client.close()
+        api.close()
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
 
 
 def cmd_testenv(args: argparse.Namespace) -> int:
@@ -67,6 +220,10 @@ def cmd_testenv(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "status":
+            return cmd_status(args)
         if args.command == "testenv":
             return cmd_testenv(args)
         raise ConfigError(f"unknown command {args.command!r}")

@@ -16,7 +16,7 @@ from prometheus_client import multiprocess as _multiprocess
 from prometheus_client import values as _values
 
 __all__ = [
-    "ACTIVE_WORKERS", "CLAIM_EXPIRIES", "LEADER_STATUS", "LIVE_SHARDS", "QUEUE_ADDS", "QUEUE_DEPTH",
+    "ACTIVE_WORKERS", "API_REQUESTS", "CLAIM_EXPIRIES", "LEADER_STATUS", "LIVE_SHARDS", "QUEUE_ADDS", "QUEUE_DEPTH",
     "QUEUE_DURATION", "QUEUE_LONGEST_RUNNING", "QUEUE_RETRIES", "QUEUE_UNFINISHED_WORK", "QUEUE_WORK_DURATION",
     "RECONCILE_ERRORS", "RECONCILE_TIME", "RECONCILE_TOTAL", "SHARD_ASSIGNMENTS", "SHARD_MOVEMENTS",
     "TERMINAL_RECONCILE_ERRORS", "enable_multiprocess", "render",
@@ -71,6 +71,10 @@ LIVE_SHARDS = Gauge("shard_operator_live_shards", "Shards in the current ring", 
 CLAIM_EXPIRIES = Counter("shard_operator_claim_expiries_total",
                          "Claims that expired because their worker stopped renewing them; the key was queued again",
                          ["controller"])
+
+API_REQUESTS = Counter("shard_operator_api_requests_total",
+                       "API requests made by reconcilers through the client, by verb and resource",
+                       ["controller", "verb", "resource"])
 
 
 def enable_multiprocess(folder: Path) -> None:

@@ -5,7 +5,8 @@ shard and hands them to a :class:`WorkerPool`. Each child creates its own Redis 
 inherited across the fork), announces its shard with a heartbeat, and runs a
 :class:`~shard_operator.worker.runner.ShardWorker`. A child that dies is restarted with exponential
 backoff; its claims expire and its keys are queued again (I5). ``stop()`` asks every child to finish
-its in-flight keys, leave the ring and exit; children that do not are killed after the timeout.
+its in-flight keys, leave the ring and exit; children that do not are killed after the timeout. A
+child whose parent died (the manager was killed) stops the same way at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,9 @@ class WorkerSpec:
     context_extra: dict[str, Any] = field(default_factory=dict)
     #: Extra keyword arguments for ``redis.Redis.from_url`` in the child (TLS options, a connection class).
     redis_options: dict[str, Any] = field(default_factory=dict)
+    #: Called in the child with its Redis client; returns :class:`~.runner.Context` fields (``cache``,
+    #: ``client``, ``recorder``, ``resource``). The manager builds the API client here, after the fork.
+    context_factory: Callable[[Any], dict[str, Any]] | None = None
 
 
 def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> None:
@@ -63,11 +68,17 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
     queue = RateLimitingQueue(client, keys, bucket=spec.bucket, claim_ttl=spec.claim_ttl)
     owner = f"{socket.gethostname()}:{os.getpid()}:{spec.shard}"
     membership = Membership(client, keys, spec.shard)
+    context = spec.context_factory(client) if spec.context_factory is not None else {}
     worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard, owner=owner,
-                         threads=spec.threads, get_timeout=spec.get_timeout, context_extra=spec.context_extra)
+                         threads=spec.threads, get_timeout=spec.get_timeout, context_extra=spec.context_extra,
+                         **context)
+    parent = os.getppid()
 
     def beat() -> None:
         while not stop.is_set():
+            if os.getppid() != parent:  # the manager died (SIGKILL): drain, leave the ring and exit
+                log.warning("the parent of shard %s's worker died; stopping", spec.shard)
+                break
             try:
                 membership.heartbeat()
             except Exception as exc:  # a Redis outage must not end the worker; the beat resumes after it

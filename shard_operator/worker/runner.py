@@ -18,13 +18,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shard_operator import metrics
 from shard_operator.errors import ClaimLostError, ShutDownError, StorageError
 from shard_operator.queue import Item, RateLimitingQueue
 from shard_operator.reconcile import Request, Result
 from shard_operator.worker.outcome import Action, Decision, decide
+
+if TYPE_CHECKING:
+    from shard_operator.cache import CacheReader
+    from shard_operator.client import Client, EventRecorder
+    from shard_operator.source import Resource
 
 __all__ = ["Context", "ReconcileFn", "ShardWorker"]
 
@@ -33,13 +38,29 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Context:
-    """What a reconcile gets besides its :class:`Request`; the manager adds the cache and API client."""
+    """What a reconcile gets besides its :class:`Request`.
+
+    Under the manager, ``cache`` reads the shared cache (every watched resource, by its
+    ``Resource.name``), ``client`` writes through the API with optimistic concurrency (counted by
+    verb), ``recorder`` records Kubernetes Events and ``resource`` is the primary resource, so
+    :meth:`get` reads the request's object. Anything in ``extra`` is also an attribute.
+    """
 
     controller: str
     shard: str
     queue: RateLimitingQueue
     logger: logging.Logger
     extra: dict[str, Any]
+    cache: CacheReader | None = None
+    client: Client | None = None
+    recorder: EventRecorder | None = None
+    resource: Resource | None = None
+
+    def get(self, request: Request) -> dict[str, Any] | None:
+        """The request's object of the primary resource from the shared cache; None when it is gone."""
+        if self.cache is None or self.resource is None:
+            raise RuntimeError("this context has no shared cache (the worker was not started by a manager)")
+        return self.cache.get(self.resource.name, request.key)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -54,20 +75,21 @@ ReconcileFn = Callable[[Request, Context], "Result | None"]
 class ShardWorker:
     """Consumes one shard's keys with ``threads`` concurrent loops until :meth:`stop`.
 
-    ``get_timeout`` bounds each wait for a key, so a stop request is seen within that time. Redis
+    ``get_timeout`` bounds each wait for a key, so a stop request is seen within that time. ``context``
+    sets the :class:`Context` fields ``cache``, ``client``, ``recorder`` and ``resource``. Redis
     failures are logged and retried with a capped backoff instead of ending the loop.
     """
 
     def __init__(self, queue: RateLimitingQueue, reconcile: ReconcileFn, *, controller: str, shard: str,
                  owner: str, threads: int = 1, get_timeout: float = 1.0,
-                 context_extra: dict[str, Any] | None = None) -> None:
+                 context_extra: dict[str, Any] | None = None, **context: Any) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.queue, self.reconcile = queue, reconcile
         self.controller, self.shard, self.owner, self.threads = controller, shard, owner, threads
         self.get_timeout = get_timeout
         self.context = Context(controller, shard, queue, logging.getLogger(f"shard_operator.{controller}"),
-                               dict(context_extra or {}))
+                               dict(context_extra or {}), **context)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
         self._inflight: dict[str, tuple[Item, float]] = {}
@@ -162,11 +184,13 @@ class ShardWorker:
             log.warning("claim on %s was lost during its reconcile; leaving it to its new owner", item.key)
             return None
         self._apply(item.key, decision)
+        # Success forgets the key's failures inside the done script: one round trip per reconcile.
+        forget = decision.action is Action.FORGET
         try:
             if self._stop.is_set():
-                self.queue.done(item)
+                self.queue.done(item, forget=forget)
                 return None
-            return self.queue.done_and_get(item, timeout=0)
+            return self.queue.done_and_get(item, timeout=0, forget=forget)
         except ClaimLostError:
             log.warning("claim on %s expired before done; its new owner handles it", item.key)
             return None
@@ -174,8 +198,8 @@ class ShardWorker:
     def _apply(self, key: str, decision: Decision) -> None:
         queue = self.queue
         if decision.action is Action.FORGET:
-            queue.forget(key)
-        elif decision.action is Action.REQUEUE_AFTER:
+            return  # done(forget=True) resets the failures in the same round trip
+        if decision.action is Action.REQUEUE_AFTER:
             queue.forget(key)
             queue.add_after(key, decision.delay)
         elif decision.action is Action.RETRY_AFTER:

@@ -1,0 +1,114 @@
+"""An example operator: Widgets (``widgets.example.shard-operator.dev``) get a status that says which
+generation of their spec was seen, and a ``Ready`` condition.
+
+Run it against the embedded control plane::
+
+    eval "$(shard-operator testenv env --export)"
+    python -m examples.widgets install          # the CRD (examples/widget-crd.yaml)
+    shard-operator run --app examples.widgets:operator --workers 2 --redis-url "$REDIS_URL"
+
+``finalizing`` is the same operator with a finalizer: deleting a Widget runs its clean-up once
+(recorded as a ``CleanedUp`` Event) before the API server removes it.
+
+The reconciler reads the Widget only from the shared cache (``ctx.get``) and writes only its status
+(and finalizers) through ``ctx.client``, with optimistic concurrency: a stale read ends in a 409, which
+requeues the key with backoff, and the next reconcile reads the newer object.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from shard_operator import For, Operator, Request, Resource, Result
+from shard_operator.client import find_condition, generation, set_condition
+from shard_operator.worker.runner import Context
+
+GROUP, VERSION, PLURAL, KIND = "example.shard-operator.dev", "v1", "widgets", "Widget"
+WIDGETS = Resource(GROUP, VERSION, PLURAL)
+FINALIZER = f"{GROUP}/cleanup"
+
+_OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{PLURAL}.{GROUP}"},
+    "spec": {"group": GROUP, "scope": "Namespaced",
+             "names": {"plural": PLURAL, "singular": "widget", "kind": KIND},
+             "versions": [{"name": VERSION, "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": _OPEN, "status": _OPEN}}}}]},
+}
+
+
+def make_reconcile(finalizer: bool) -> Any:
+    def reconcile(request: Request, ctx: Context) -> Result | None:
+        widget = ctx.get(request)
+        if widget is None:  # deleted: nothing left to do
+            return None
+        assert ctx.client is not None and ctx.recorder is not None
+        meta = widget["metadata"]
+        if meta.get("deletionTimestamp"):
+            if finalizer and FINALIZER in (meta.get("finalizers") or []):
+                ctx.recorder.normal(widget, "CleanedUp", f"cleaned up after {request}")
+                ctx.client.remove_finalizer(WIDGETS, widget, FINALIZER)
+            return None
+        if finalizer:
+            widget = ctx.client.add_finalizer(WIDGETS, widget, FINALIZER)
+        current = generation(widget)
+        status = dict(widget.get("status") or {})
+        ready = find_condition(status, "Ready")
+        if status.get("observedGeneration") == current and ready and ready.get("observedGeneration") == current:
+            return None  # level-based: the status already describes this spec
+        status["observedGeneration"] = current
+        set_condition(status, "Ready", True, "Reconciled", f"spec generation {current} applied",
+                      observed_generation=current)
+        ctx.client.patch_status(WIDGETS, widget, {"observedGeneration": current,
+                                                  "conditions": status["conditions"]})
+        return None
+
+    return reconcile
+
+
+operator = Operator(name="widgets", reconcile=make_reconcile(finalizer=False), for_=For(WIDGETS, kind=KIND))
+finalizing = Operator(name="widgets-finalizing", reconcile=make_reconcile(finalizer=True),
+                      for_=For(WIDGETS, kind=KIND))
+
+
+def install_crd(api_client: Any, timeout: float = 30.0) -> None:
+    """Create the Widget CRD (if missing) and wait until the API server serves it."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(CRD)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    custom = client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+            return
+        except ApiException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def widget(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """A Widget manifest."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+if __name__ == "__main__":  # python -m examples.widgets install
+    if sys.argv[1:] != ["install"]:
+        sys.exit("usage: python -m examples.widgets install")
+    from shard_operator.kube import load_api_client
+
+    with load_api_client() as api:
+        install_crd(api)
+    print(f"installed {PLURAL}.{GROUP}")

@@ -1,0 +1,187 @@
+"""The manager: one per pod. It supervises the leader candidate, the worker processes and the
+health server, and shuts them down in order (DESIGN §10).
+
+Start-up: check the configuration (Redis answers, the kubeconfig loads), switch metrics to
+multiprocess mode, fork the W worker processes (before any thread exists), then start the health
+server and the leader candidate. While leading, :class:`~.leading.LeaderRunner` runs the informers
+and the coordinator. Shutdown (SIGTERM, SIGINT or :meth:`Manager.stop`): stop leading and hand the
+Lease over at once, then let every worker finish its in-flight keys and leave the shard ring.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from shard_operator import metrics
+from shard_operator.config import Config
+from shard_operator.errors import ConfigError
+from shard_operator.keys import Keys
+from shard_operator.leaderelection import LeaderElector
+from shard_operator.manager.context import WorkerContextFactory
+from shard_operator.manager.health import HealthServer
+from shard_operator.manager.leading import LeaderRunner
+from shard_operator.queue import TokenBucket
+from shard_operator.worker.pool import WorkerPool, WorkerSpec
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from shard_operator.operator import Operator
+
+__all__ = ["Manager", "connect_api", "connect_redis"]
+
+log = logging.getLogger(__name__)
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """A Redis client that answered PING; ConfigError (one line) when the URL is bad or unreachable."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+        client.ping()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
+def connect_api(kubeconfig: str | None) -> ApiClient:
+    """An ApiClient from ``kubeconfig`` ($KUBECONFIG, ~/.kube/config, in-cluster); ConfigError if none loads."""
+    from shard_operator.kube import load_api_client
+
+    try:
+        return load_api_client(kubeconfig)
+    except Exception as exc:  # kubernetes.config.ConfigException, a missing or malformed file
+        where = kubeconfig or "$KUBECONFIG, ~/.kube/config or the in-cluster service account"
+        raise ConfigError(f"cannot load a Kubernetes configuration from {where}: {exc}".replace("\n", " ")) \
+            from None
+
+
+class Manager:
+    """Runs one operator in this pod until stopped; see the module docstring for the order of things.
+
+    ``ready()`` is true once every worker of this pod is in the published shard ring and, while this pod
+    leads, every informer has listed its resource. ``healthy()`` is false once the supervision loop stalls.
+    """
+
+    def __init__(self, operator: Operator, config: Config) -> None:
+        self.operator, self.config = operator, config.validate()
+        self._stop = threading.Event()
+        self._keys = Keys.for_controller(operator.name)
+        self._redis: redis.Redis | None = None
+        self._api: ApiClient | None = None
+        self._pool: WorkerPool | None = None
+        self._runner: LeaderRunner | None = None
+        self._elector: LeaderElector | None = None
+        self._health: HealthServer | None = None
+        self._last_loop = time.monotonic()
+
+    # -- probes ------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._elector is not None and self._elector.is_leader
+
+    @property
+    def health_port(self) -> int | None:
+        return self._health.port if self._health is not None else None
+
+    def healthy(self) -> tuple[bool, str]:
+        stalled = time.monotonic() - self._last_loop
+        if stalled > 30:
+            return False, f"the supervision loop has not run for {stalled:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self._redis is None or self._stop.is_set():
+            return False, "not running"
+        ring = {shard.decode() for shard in self._redis.lrange(self._keys.ring, 0, -1)}
+        missing = [shard for shard in self.config.shard_ids if shard not in ring]
+        if missing:
+            return False, f"workers not in the shard ring: {', '.join(missing)}"
+        if self.is_leader and self._runner is not None and not self._runner.has_synced:
+            return False, "leader: informer caches not synced"
+        return True, "ok (leader)" if self.is_leader else "ok"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to shut down (what SIGTERM does)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 after a clean shutdown)."""
+        config, operator = self.config, self.operator
+        self._redis = connect_redis(config.redis_url)
+        self._api = connect_api(config.kubeconfig)
+        lease_namespace, lease_name = config.lease(operator.name)
+        folder = Path(config.metrics_dir or tempfile.mkdtemp(prefix="shard-operator-metrics-"))
+        metrics.enable_multiprocess(folder)
+        self._install_signal_handlers()
+
+        self._pool = WorkerPool(self._specs(), operator.reconcile, restart_backoff=config.restart_backoff)
+        self._pool.start()  # fork first: no thread of ours exists yet
+        address = config.metrics_host_port()
+        if address is not None:
+            self._health = HealthServer(*address, healthy=self.healthy, ready=self.ready).start()
+            log.info("serving /healthz, /readyz and /metrics on %s:%d", address[0], self._health.port)
+        self._runner = LeaderRunner(operator, config, self._api, self._redis)
+        leader_status = metrics.LEADER_STATUS.labels(operator.name)
+        self._elector = LeaderElector(
+            self._api, namespace=lease_namespace, name=lease_name, identity=config.pod_name,
+            lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
+            retry_period=config.retry_period, on_started_leading=self._runner.start,
+            on_stopped_leading=self._runner.stop, on_status=lambda leading: leader_status.set(int(leading)),
+            on_new_leader=lambda identity: log.info("leader of %s is %s", operator.name, identity))
+        self._elector.start()
+        log.info("manager %s started: %d worker(s) %s, lease %s/%s", config.pod_name, config.workers,
+                 ", ".join(config.shard_ids), lease_namespace, lease_name)
+        try:
+            while not self._stop.wait(0.25):
+                self._last_loop = time.monotonic()
+                self._pool.supervise()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _specs(self) -> list[WorkerSpec]:
+        config, operator = self.config, self.operator
+        bucket = TokenBucket(qps=config.qps, burst=config.burst) if config.qps > 0 else None
+        factory = WorkerContextFactory(operator.name, operator.resource, config.kubeconfig, config.pod_name)
+        return [WorkerSpec(controller=operator.name, shard=shard, redis_url=config.redis_url,
+                           threads=config.threads, claim_ttl=config.claim_ttl,
+                           heartbeat_interval=config.heartbeat_interval, bucket=bucket, context_factory=factory)
+                for shard in config.shard_ids]
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        log.info("manager %s stopping: handing over the lease, draining workers", self.config.pod_name)
+        if self._elector is not None:
+            self._elector.release(timeout=self.config.renew_deadline + 2)  # stops the informers first
+        if self._runner is not None:
+            self._runner.stop()
+        if self._pool is not None:
+            self._pool.stop(timeout=self.config.drain_timeout)
+        if self._health is not None:
+            self._health.stop()
+        for closing in (self._redis, self._api):
+            if closing is not None:
+                closing.close()
+        log.info("manager %s stopped in %.1fs", self.config.pod_name, time.monotonic() - started)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, _frame: Any) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)

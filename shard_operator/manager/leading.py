@@ -1,0 +1,161 @@
+"""What the leader runs while it holds the Lease: informers into the shared cache and the work queue,
+and the coordinator that keeps the shard ring and the claims in order.
+
+Where it sits: the manager's :class:`~shard_operator.leaderelection.LeaderElector` calls
+:meth:`LeaderRunner.start` from ``on_started_leading`` and :meth:`LeaderRunner.stop` from
+``on_stopped_leading``. For every event an informer sees, the object is first written to the cache
+(so a worker that takes the key reads at least this version), then the handlers of its resource map
+it to keys, which are added to the work queue in one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import redis
+
+from shard_operator import metrics
+from shard_operator.cache import CacheWriter
+from shard_operator.errors import ShardOperatorError
+from shard_operator.handler import EventHandler
+from shard_operator.keys import Keys
+from shard_operator.queue import RateLimitingQueue
+from shard_operator.sharding import Assigner
+from shard_operator.source import Event, Informer, Resource
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from shard_operator.config import Config
+    from shard_operator.operator import Operator
+
+__all__ = ["Coordinator", "LeaderRunner"]
+
+log = logging.getLogger(__name__)
+
+
+class Coordinator:
+    """The leader's periodic duties, every ``interval`` seconds in one thread: publish the ring of live
+    shards (moving queued keys on a change), re-queue keys whose claim expired, and report the
+    shard and queue-depth metrics. Redis errors are logged and retried at the next tick."""
+
+    def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float) -> None:
+        keys = Keys.for_controller(controller)
+        self.controller = controller
+        self.assigner = Assigner(client, keys, member_ttl=member_ttl)
+        self.queue = RateLimitingQueue(client, keys, bucket=None)
+        self.interval = interval
+        self._client, self._keys = client, keys
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"coordinator-{self.controller}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def tick(self) -> None:
+        """One round of duties (the loop's body; tests call it directly)."""
+        rebalance = self.assigner.rebalance()
+        if rebalance.changed:
+            metrics.SHARD_ASSIGNMENTS.labels(self.controller).inc()
+            log.info("shard ring of %s changed: epoch %d, %d queued keys moved", self.controller,
+                     rebalance.epoch, rebalance.moved)
+        if rebalance.moved:
+            metrics.SHARD_MOVEMENTS.labels(self.controller).inc(rebalance.moved)
+        reaped = self.queue.reap_expired(limit=1000)
+        if reaped:
+            metrics.CLAIM_EXPIRIES.labels(self.controller).inc(reaped)
+            log.info("%d expired claims of %s re-queued", reaped, self.controller)
+        metrics.LIVE_SHARDS.labels(self.controller).set(self._client.llen(self._keys.ring))
+        metrics.QUEUE_DEPTH.labels(self.controller).set(self.queue.len())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except (ShardOperatorError, redis.RedisError) as exc:
+                log.warning("coordinator of %s: %s", self.controller, exc)
+            self._stop.wait(self.interval)
+
+
+class LeaderRunner:
+    """Starts and stops the leader's informers and coordinator; may be started again after a stop.
+
+    Contract: :meth:`stop` returns within about a second and nothing it started adds keys or writes
+    the cache afterwards (the informers are stopped before the method returns). ``has_synced`` is
+    true while leading once every informer has listed its resource.
+    """
+
+    def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
+        self.operator, self.config = operator, config
+        self._api_client, self._client = api_client, client
+        self._cache = CacheWriter(client)
+        self._queue = RateLimitingQueue(client, Keys.for_controller(operator.name), bucket=None)
+        self._informers: list[Informer] = []
+        self._coordinator: Coordinator | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def leading(self) -> bool:
+        return bool(self._informers)
+
+    @property
+    def has_synced(self) -> bool:
+        informers = list(self._informers)
+        return bool(informers) and all(informer.has_synced for informer in informers)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._informers:
+                return
+            self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
+                                            interval=self.config.coordinate_interval)
+            self._coordinator.start()
+            for resource, handlers in self.operator.handlers_by_resource().items():
+                self._informers.append(self._informer(resource, handlers))
+            for informer in self._informers:
+                informer.start()
+            log.info("leading %s: watching %s", self.operator.name,
+                     ", ".join(informer.name for informer in self._informers))
+
+    def stop(self) -> None:
+        with self._lock:
+            informers, self._informers = self._informers, []
+            coordinator, self._coordinator = self._coordinator, None
+        for informer in informers:
+            informer.stop(timeout=2.0)
+        if coordinator is not None:
+            coordinator.stop()
+
+    def _informer(self, resource: Resource, handlers: list[EventHandler]) -> Informer:
+        primary = resource == self.operator.resource
+        config, operator = self.config, self.operator
+        namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
+        if not resource.namespaced:
+            namespaces = None
+        return Informer(resource, self._handler(resource, handlers), api_client=self._api_client,
+                        namespaces=namespaces,
+                        label_selector=(config.label_selector or operator.label_selector) if primary else None,
+                        field_selector=(config.field_selector or operator.field_selector) if primary else None,
+                        transform=operator.transform, on_list=self._cache.list_hook_for(resource.name))
+
+    def _handler(self, resource: Resource, handlers: list[EventHandler]) -> Callable[[Event], None]:
+        kind, cache, queue, controller = resource.name, self._cache, self._queue, self.operator.name
+        adds = metrics.QUEUE_ADDS.labels(controller)
+
+        def handle(event: Event) -> None:
+            cache.apply(kind, event)
+            keys = [key for handler in handlers for key in handler.keys_for(event)]
+            if keys:
+                added = queue.add_many(dict.fromkeys(keys))
+                if added:
+                    adds.inc(added)
+        return handle

@@ -1,0 +1,80 @@
+"""What ``shard-operator status`` reports: the leader (from the Lease) and the queue's state (from Redis).
+
+Everything is read, nothing written, so it is safe to run against a live deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from shard_operator.errors import ApiError, NotFoundError
+from shard_operator.keys import Keys
+from shard_operator.leaderelection import LeaseLock
+from shard_operator.queue import RateLimitingQueue
+from shard_operator.sharding import live_members
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["collect_status", "format_status"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClient | None = None,
+                   lease: tuple[str, str] | None = None, member_ttl: float = 10.0) -> dict[str, Any]:
+    """A JSON-able summary: leader, ring, live shards, depth per shard, in-flight and retrying keys."""
+    keys = Keys.for_controller(controller)
+    queue = RateLimitingQueue(client, keys, bucket=None)
+    ring = [_text(shard) for shard in client.lrange(keys.ring, 0, -1)]
+    live = live_members(client, keys, member_ttl)
+    shards = sorted(set(ring) | set(live))
+    now = time.time()
+    failures = {_text(key): int(count) for key, count in client.hgetall(keys.failures).items()}
+    delayed = {_text(key): float(due) for key, due in client.zrange(keys.delayed, 0, -1, withscores=True)}
+    status: dict[str, Any] = {
+        "controller": controller,
+        "leader": None,
+        "epoch": int(client.get(keys.epoch) or 0),
+        "ring": ring,
+        "live_shards": live,
+        "queue_depth": {shard: queue.len(shard) for shard in shards},
+        "pending": int(client.llen(keys.pending)),
+        "dirty": int(client.hlen(keys.dirty)),
+        "in_flight": sorted(_text(key) for key in client.hkeys(keys.processing)),
+        "retrying": {key: {"failures": failures.get(key, 0),
+                           "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None}
+                     for key in sorted(set(failures) | set(delayed))},
+    }
+    if api_client is not None and lease is not None:
+        try:
+            record = LeaseLock(api_client, *lease).get(10.0)
+            status["leader"] = record.holder_identity or None
+        except NotFoundError:
+            status["leader"] = None
+        except ApiError as exc:
+            status["leader_error"] = str(exc)
+    return status
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The human-readable form of :func:`collect_status`'s summary."""
+    lines = [f"controller:  {status['controller']}",
+             f"leader:      {status['leader'] or status.get('leader_error') or '(none)'}",
+             f"ring:        epoch {status['epoch']}, {len(status['ring'])} shard(s)",
+             f"live shards: {', '.join(status['live_shards']) or '(none)'}",
+             f"queued:      {status['dirty']} dirty, {status['pending']} pending (no shard)"]
+    for shard, depth in status["queue_depth"].items():
+        lines.append(f"  {shard}: {depth} ready")
+    lines.append(f"in flight:   {len(status['in_flight'])}")
+    lines += [f"  {key}" for key in status["in_flight"]]
+    lines.append(f"retrying:    {len(status['retrying'])}")
+    for key, info in status["retrying"].items():
+        due = f", due in {info['due_in']}s" if info["due_in"] is not None else ""
+        lines.append(f"  {key}: {info['failures']} failure(s){due}")
+    return "\n".join(lines)
