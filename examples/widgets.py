@@ -7,8 +7,9 @@ Run it against the embedded control plane::
     python -m examples.widgets install          # the CRD (examples/widget-crd.yaml)
     shard-operator run --app examples.widgets:operator --workers 2 --redis-url "$REDIS_URL"
 
-``finalizing`` is the same operator with a finalizer: deleting a Widget runs its clean-up once
-(recorded as a ``CleanedUp`` Event) before the API server removes it.
+``measuring`` computes ``status.area`` in a background job (RQ), so a slow computation never blocks
+the reconcile loop. ``finalizing`` is ``operator`` with a finalizer: deleting a Widget runs its clean-up
+once (recorded as a ``CleanedUp`` Event) before the API server removes it.
 
 The reconciler reads the Widget only from the shared cache (``ctx.get``) and writes only its status
 (and finalizers) through ``ctx.client``, with optimistic concurrency: a stale read ends in a 409, which
@@ -23,6 +24,7 @@ from typing import Any
 
 from shard_operator import For, Operator, Request, Resource, Result
 from shard_operator.client import find_condition, generation, set_condition
+from shard_operator.jobs import task
 from shard_operator.worker.runner import Context
 
 GROUP, VERSION, PLURAL, KIND = "example.shard-operator.dev", "v1", "widgets", "Widget"
@@ -71,7 +73,40 @@ def make_reconcile(finalizer: bool) -> Any:
     return reconcile
 
 
+@task("widgets.measure")
+def measure(size: int, seconds: float) -> dict[str, int]:
+    """A slow computation that must not block the reconcile loop: it runs as a background job."""
+    time.sleep(seconds)
+    return {"area": size * size}
+
+
+def reconcile_with_job(request: Request, ctx: Context) -> Result | None:
+    """Writes ``status.area`` from a background job; each spec generation gets its own job."""
+    widget = ctx.get(request)
+    if widget is None:
+        return None
+    assert ctx.client is not None
+    current = generation(widget)
+    status = widget.get("status") or {}
+    if status.get("observedGeneration") == current and "area" in status:
+        return None
+    spec = widget.get("spec") or {}
+    state = ctx.job("measure")
+    if state is None:  # returns at once; the job's end brings this key back
+        ctx.enqueue_job("widgets.measure", int(spec.get("size", 0)), float(spec.get("seconds", 0.5)),
+                        name="measure", retry=1)
+        return None
+    if not state.done:
+        return None
+    if state.succeeded:
+        ctx.client.patch_status(WIDGETS, widget, {"observedGeneration": current, "area": state.result["area"]})
+    else:
+        ctx.client.patch_status(WIDGETS, widget, {"observedGeneration": current, "error": state.error})
+    return None
+
+
 operator = Operator(name="widgets", reconcile=make_reconcile(finalizer=False), for_=For(WIDGETS, kind=KIND))
+measuring = Operator(name="widgets-measuring", reconcile=reconcile_with_job, for_=For(WIDGETS, kind=KIND))
 finalizing = Operator(name="widgets-finalizing", reconcile=make_reconcile(finalizer=True),
                       for_=For(WIDGETS, kind=KIND))
 

@@ -111,6 +111,9 @@ def add_run_parser(commands: Any) -> None:
     for option in ("lease-duration", "renew-deadline", "retry-period", "claim-ttl", "heartbeat-interval",
                    "drain-timeout"):
         _option(run, option, float, getattr(_DEFAULTS, option.replace("-", "_")), f"{option} in seconds")
+    _option(run, "job-workers", int, None, "RQ job-worker processes in this pod "
+            "(default: 1 if the operator registered a background task, else 0)")
+    _option(run, "job-timeout", float, _DEFAULTS.job_timeout, "default time limit of a background job in seconds")
     _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
 
 
@@ -152,7 +155,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     values = {name: getattr(args, name) for name in (
         "redis_url", "kubeconfig", "workers", "threads", "label_selector", "field_selector", "qps", "burst",
         "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
-        "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout")}
+        "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout", "job_workers",
+        "job_timeout")}
     values["namespaces"] = args.namespaces or args.env_namespaces
     config = Config(**values)
     if args.pod_name:

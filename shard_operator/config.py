@@ -62,6 +62,9 @@ class Config:
     coordinate_interval: float = 0.5
     drain_timeout: float = 30.0
     restart_backoff: float = 1.0
+    #: RQ job-worker processes in this pod; None: one if the operator registered any task, else none.
+    job_workers: int | None = None
+    job_timeout: float = 180.0
 
     def validate(self) -> Config:
         """Check every value; returns ``self``. Raises ConfigError naming the first bad option."""
@@ -69,6 +72,10 @@ class Config:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         if self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.job_workers is not None and self.job_workers < 0:
+            raise ConfigError(f"--job-workers must be >= 0, got {self.job_workers}")
+        if self.job_timeout <= 0:
+            raise ConfigError(f"--job-timeout must be > 0, got {self.job_timeout}")
         if self.burst < 1:
             raise ConfigError(f"--burst must be >= 1, got {self.burst}")
         for name in ("claim_ttl", "member_ttl", "heartbeat_interval", "coordinate_interval", "drain_timeout",

@@ -16,7 +16,7 @@ jobs), :mod:`.pool` (supervised worker processes), :mod:`.status` (``shard-opera
 """
 
 from shard_operator.jobs.enqueueing import Jobs, JobsHandle, read_state
-from shard_operator.jobs.naming import DEFAULT_QUEUE, job_id
+from shard_operator.jobs.naming import DEFAULT_QUEUE, controller_queue, job_id
 from shard_operator.jobs.pool import JobWorkerPool, JobWorkerSpec, run_job_worker
 from shard_operator.jobs.registry import TaskRegistry, default_registry, task
 from shard_operator.jobs.serialization import JSONSerializer, check_json
@@ -37,6 +37,7 @@ __all__ = [
     "ObjectJobs",
     "TaskRegistry",
     "check_json",
+    "controller_queue",
     "default_registry",
     "format_summary",
     "job_id",

@@ -15,12 +15,18 @@ import re
 
 from shard_operator.keys import DEFAULT_NAMESPACE, Keys
 
-__all__ = ["DEFAULT_QUEUE", "alive_key", "index_key", "job_id", "sweep_lock_key"]
+__all__ = ["DEFAULT_QUEUE", "alive_key", "controller_queue", "index_key", "job_id", "sweep_lock_key"]
 
 #: The rq queue jobs go to unless ``queue=`` says otherwise.
 DEFAULT_QUEUE = "shard-operator"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def controller_queue(controller: str) -> str:
+    """The rq queue of one controller's jobs under the manager: its job workers serve no other, so a
+    worker never meets a task name another operator registered."""
+    return f"{DEFAULT_QUEUE}.{controller}"
 
 
 def job_id(controller: str, key: str, generation: int | str, name: str) -> str:

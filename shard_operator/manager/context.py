@@ -1,5 +1,5 @@
 """What each worker process builds after the fork for its reconciles: the cache reader, the API client,
-the event recorder (DESIGN §6: clients are created in the child, never inherited).
+the event recorder, the background-jobs binding (DESIGN §6: clients are created in the child, never inherited).
 
 :class:`WorkerContextFactory` is picklable (plain fields), so it travels in a
 :class:`~shard_operator.worker.pool.WorkerSpec`; the child calls it with its own Redis client.
@@ -15,6 +15,7 @@ import redis
 from shard_operator import metrics
 from shard_operator.cache import CacheReader
 from shard_operator.client import Client, EventRecorder, RequestCounter
+from shard_operator.jobs import Jobs
 from shard_operator.kube import load_api_client
 from shard_operator.source import Resource
 
@@ -42,9 +43,13 @@ class WorkerContextFactory:
     resource: Resource
     kubeconfig: str | None
     instance: str
+    job_queue: str | None = None
+    job_timeout: float = 180.0
 
     def __call__(self, client: redis.Redis) -> dict[str, Any]:
         kube = Client(load_api_client(self.kubeconfig), counter=MetricRequestCounter(self.controller),
                       field_manager=self.controller)
-        return {"cache": CacheReader(client), "client": kube, "resource": self.resource,
+        jobs = (Jobs(client, self.controller, queue=self.job_queue, default_timeout=self.job_timeout)
+                if self.job_queue else None)
+        return {"cache": CacheReader(client), "client": kube, "resource": self.resource, "jobs": jobs,
                 "recorder": EventRecorder(kube, self.controller, instance=self.instance)}

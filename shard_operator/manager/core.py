@@ -23,6 +23,7 @@ import redis
 from shard_operator import metrics
 from shard_operator.config import Config
 from shard_operator.errors import ConfigError
+from shard_operator.jobs import JobWorkerPool, controller_queue, default_registry
 from shard_operator.keys import Keys
 from shard_operator.leaderelection import LeaderElector
 from shard_operator.manager.context import WorkerContextFactory
@@ -77,6 +78,7 @@ class Manager:
         self._redis: redis.Redis | None = None
         self._api: ApiClient | None = None
         self._pool: WorkerPool | None = None
+        self._jobs: JobWorkerPool | None = None
         self._runner: LeaderRunner | None = None
         self._elector: LeaderElector | None = None
         self._health: HealthServer | None = None
@@ -127,6 +129,12 @@ class Manager:
 
         self._pool = WorkerPool(self._specs(), operator.reconcile, restart_backoff=config.restart_backoff)
         self._pool.start()  # fork first: no thread of ours exists yet
+        job_workers = config.job_workers if config.job_workers is not None else int(bool(default_registry.names()))
+        if job_workers:
+            self._jobs = JobWorkerPool(job_workers, config.redis_url, [controller_queue(operator.name)],
+                                       registry=default_registry, restart_backoff=config.restart_backoff,
+                                       name_prefix=f"{config.pod_name}-jobs")
+            self._jobs.start()
         address = config.metrics_host_port()
         if address is not None:
             self._health = HealthServer(*address, healthy=self.healthy, ready=self.ready).start()
@@ -146,6 +154,8 @@ class Manager:
             while not self._stop.wait(0.25):
                 self._last_loop = time.monotonic()
                 self._pool.supervise()
+                if self._jobs is not None:
+                    self._jobs.supervise()
         finally:
             self._shutdown()
         return 0
@@ -153,7 +163,8 @@ class Manager:
     def _specs(self) -> list[WorkerSpec]:
         config, operator = self.config, self.operator
         bucket = TokenBucket(qps=config.qps, burst=config.burst) if config.qps > 0 else None
-        factory = WorkerContextFactory(operator.name, operator.resource, config.kubeconfig, config.pod_name)
+        factory = WorkerContextFactory(operator.name, operator.resource, config.kubeconfig, config.pod_name,
+                                       job_queue=controller_queue(operator.name), job_timeout=config.job_timeout)
         return [WorkerSpec(controller=operator.name, shard=shard, redis_url=config.redis_url,
                            threads=config.threads, claim_ttl=config.claim_ttl,
                            heartbeat_interval=config.heartbeat_interval, bucket=bucket, context_factory=factory)
@@ -168,6 +179,9 @@ class Manager:
             self._runner.stop()
         if self._pool is not None:
             self._pool.stop(timeout=self.config.drain_timeout)
+        if self._jobs is not None:
+            # A job cut short here is found abandoned by a sweep and retried or failed (DESIGN §8).
+            self._jobs.stop(timeout=self.config.drain_timeout)
         if self._health is not None:
             self._health.stop()
         for closing in (self._redis, self._api):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from shard_operator.errors import ApiError, NotFoundError
+from shard_operator.jobs import controller_queue, job_summary
 from shard_operator.keys import Keys
 from shard_operator.leaderelection import LeaseLock
 from shard_operator.queue import RateLimitingQueue
@@ -51,6 +52,10 @@ def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClien
                            "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None}
                      for key in sorted(set(failures) | set(delayed))},
     }
+    jobs = job_summary(client, controller, [controller_queue(controller)])
+    status["jobs"] = {key: {"running": [s.name for s in found.running], "queued": [s.name for s in found.queued],
+                            "failed": [{"name": s.name, "error": s.error} for s in found.failed]}
+                      for key, found in sorted(jobs.items())}
     if api_client is not None and lease is not None:
         try:
             record = LeaseLock(api_client, *lease).get(10.0)
@@ -77,4 +82,9 @@ def format_status(status: dict[str, Any]) -> str:
     for key, info in status["retrying"].items():
         due = f", due in {info['due_in']}s" if info["due_in"] is not None else ""
         lines.append(f"  {key}: {info['failures']} failure(s){due}")
+    lines.append(f"jobs:        {len(status.get('jobs', {}))} object(s) with background jobs")
+    for key, found in status.get("jobs", {}).items():
+        failed = ", ".join(f"{f['name']} ({f['error']})" for f in found["failed"])
+        lines.append(f"  {key}: running {', '.join(found['running']) or '-'}; "
+                     f"queued {', '.join(found['queued']) or '-'}; failed {failed or '-'}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ through the rate limiter (I4).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from shard_operator.worker.outcome import Action, Decision, decide
 if TYPE_CHECKING:
     from shard_operator.cache import CacheReader
     from shard_operator.client import Client, EventRecorder
+    from shard_operator.jobs import JobRef, Jobs, JobsHandle, JobState
     from shard_operator.source import Resource
 
 __all__ = ["Context", "ReconcileFn", "ShardWorker"]
@@ -43,7 +45,9 @@ class Context:
     Under the manager, ``cache`` reads the shared cache (every watched resource, by its
     ``Resource.name``), ``client`` writes through the API with optimistic concurrency (counted by
     verb), ``recorder`` records Kubernetes Events and ``resource`` is the primary resource, so
-    :meth:`get` reads the request's object. Anything in ``extra`` is also an attribute.
+    :meth:`get` reads the request's object; :meth:`enqueue_job` and :meth:`job` run slow work as
+    background jobs of the request's object (``jobs``). ``request`` is the request being reconciled: each
+    reconcile gets its own copy of the context. Anything in ``extra`` is also an attribute.
     """
 
     controller: str
@@ -55,6 +59,37 @@ class Context:
     client: Client | None = None
     recorder: EventRecorder | None = None
     resource: Resource | None = None
+    jobs: Jobs | None = None
+    request: Request | None = None
+
+    def __post_init__(self) -> None:
+        # ``extra`` may provide any field left unset (tests and authors inject a cache or jobs this way).
+        for name in ("cache", "client", "recorder", "resource", "jobs"):
+            if getattr(self, name) is None and name in self.extra:
+                setattr(self, name, self.extra[name])
+
+    def enqueue_job(self, task: Any, *args: Any, name: str | None = None, timeout: float | None = None,
+                    retry: int = 0, generation: int | None = None, **kwargs: Any) -> JobRef:
+        """Run ``task(*args, **kwargs)`` as a background job of this reconcile's object and return at once.
+
+        Idempotent per (object, generation, ``name``): enqueuing again returns the same job. When it ends,
+        the object's key comes back on the work queue; read the outcome with :meth:`job`. Arguments must be
+        JSON (:class:`~shard_operator.errors.JobSerializationError` otherwise) and ``task`` registered.
+        """
+        return self._jobs_handle(generation).enqueue_job(task, *args, name=name, timeout=timeout, retry=retry,
+                                                         **kwargs)
+
+    def job(self, name: str, generation: int | None = None) -> JobState | None:
+        """This generation's job called ``name`` (None if none was enqueued for it)."""
+        return self._jobs_handle(generation).job(name)
+
+    def _jobs_handle(self, generation: int | None) -> JobsHandle:
+        if self.jobs is None or self.request is None:
+            raise RuntimeError("background jobs need a worker started by the manager (or a context with jobs)")
+        if generation is None:
+            obj = self.get(self.request) if self.cache is not None else None
+            generation = int((obj or {}).get("metadata", {}).get("generation") or 0)
+        return self.jobs.for_request(self.request.key, generation)
 
     def get(self, request: Request) -> dict[str, Any] | None:
         """The request's object of the primary resource from the shared cache; None when it is gone."""
@@ -154,7 +189,8 @@ class ShardWorker:
         with self._lock:
             self._inflight[item.token] = (item, started)
         try:
-            returned = self.reconcile(Request.from_key(item.key), self.context)
+            request = Request.from_key(item.key)
+            returned = self.reconcile(request, dataclasses.replace(self.context, request=request))
             decision = decide(returned=returned)
         except Exception as exc:  # every reconcile failure goes through the outcome switch
             decision = decide(raised=exc)
