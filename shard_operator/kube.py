@@ -24,6 +24,8 @@ __all__ = [
     "api_error",
     "api_error_from_response",
     "load_api_client",
+    "raw_request",
+    "request_json",
     "status_error",
 ]
 
@@ -103,3 +105,46 @@ def _retry_after(headers: Mapping[str, str] | None, details: Mapping[str, Any]) 
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date; the caller's backoff applies
+
+
+def raw_request(api_client: ApiClient, method: str, path: str, *, query: list[tuple[str, Any]] | None = None,
+                headers: dict[str, str] | None = None, body: Any = None, timeout: Any = None) -> Any:
+    """Send one request through the client's REST layer, with no model (de)serialization.
+
+    Returns the open urllib3 response of a 2xx answer (the caller reads it and releases the connection);
+    a non-2xx answer, or an ``ApiException`` of the REST layer, raises the :class:`ApiError` family.
+    Transport errors (connection refused, timeouts) propagate as urllib3 raises them.
+    """
+    headers = dict(headers or {"Accept": "application/json"})
+    if body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    method, url, headers, serialized, post = api_client.param_serialize(
+        method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
+    try:
+        rest = api_client.call_api(method, url, headers, serialized, post, _request_timeout=timeout)
+    except ApiError:
+        raise
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status:  # an ApiException raised by the REST layer itself
+            raise api_error_from_response(int(status), getattr(exc, "body", None),
+                                          getattr(exc, "headers", None)) from exc
+        raise
+    response = rest.response
+    if not 200 <= rest.status <= 299:
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        raise api_error_from_response(rest.status, data, response.headers, rest.reason)
+    return response
+
+
+def request_json(api_client: ApiClient, method: str, path: str, **options: Any) -> Any:
+    """:func:`raw_request`, then the decoded JSON body (``{}`` for an empty one); the connection is released."""
+    response = raw_request(api_client, method, path, **options)
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
+    return json.loads(data) if data else {}

@@ -14,13 +14,11 @@ Transport failures (connection refused, timeouts) propagate as the HTTP library 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shard_operator.client.counter import RequestCounter, Verb
-from shard_operator.errors import ApiError
-from shard_operator.kube import api_error_from_response
+from shard_operator.kube import request_json
 from shard_operator.source.resource import Resource
 
 if TYPE_CHECKING:
@@ -146,27 +144,8 @@ class Client:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        method, url, headers, serialized, post = self.api_client.param_serialize(
-            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"])
-        try:
-            rest = self.api_client.call_api(method, url, headers, serialized, post,
-                                            _request_timeout=self.timeout)
-        except ApiError:
-            raise
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if status:  # an ApiException raised by the REST layer itself
-                raise api_error_from_response(int(status), getattr(exc, "body", None),
-                                              getattr(exc, "headers", None)) from exc
-            raise
-        response = rest.response
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
-        if not 200 <= rest.status <= 299:
-            raise api_error_from_response(rest.status, data, response.headers, rest.reason)
-        answer = json.loads(data) if data else {}
+        answer = request_json(self.api_client, method, path, query=query, headers=headers, body=body,
+                              timeout=self.timeout)
         return answer if isinstance(answer, dict) else {"items": answer}
 
     @staticmethod

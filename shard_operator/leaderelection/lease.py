@@ -11,13 +11,12 @@ This is the only part of leader election that talks to the API server (client-go
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shard_operator.errors import ApiError
-from shard_operator.kube import api_error, api_error_from_response
+from shard_operator.kube import api_error, request_json
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -105,20 +104,9 @@ class LeaseLock:
         from kubernetes.client import ApiException
         from urllib3.exceptions import HTTPError
 
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
         try:
-            request = self._api_client.param_serialize(method, path, header_params=headers, body=body,
-                                                       auth_settings=["BearerToken"])
-            response = self._api_client.call_api(*request, _request_timeout=max(timeout, 0.05))
-            try:
-                data = response.read()
-            finally:
-                response.response.release_conn()
-            if not 200 <= response.status <= 299:
-                raise api_error_from_response(response.status, data, response.headers, response.reason)
-            loaded: dict[str, Any] = json.loads(data)
+            loaded: dict[str, Any] = request_json(self._api_client, method, path, body=body,
+                                                  timeout=max(timeout, 0.05))
             return loaded
         except ApiException as exc:
             raise api_error(exc) from exc

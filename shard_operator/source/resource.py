@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shard_operator.errors import ApiError
-from shard_operator.kube import api_error_from_response
+from shard_operator.kube import raw_request
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -158,23 +157,5 @@ class ApiListWatch:
             (shutdown or response.close)()
 
     def _get(self, namespace: str | None, query: _Query, read_timeout: float) -> Any:
-        method, url, headers, body, post = self._api.param_serialize(
-            "GET", self._resource.path(namespace), query_params=query,
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        try:
-            rest = self._api.call_api(method, url, headers, body, post,
-                                      _request_timeout=(self._connect_timeout, read_timeout))
-        except ApiError:
-            raise
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if status:  # an ApiException raised by the REST layer itself
-                raise api_error_from_response(int(status), getattr(exc, "body", None),
-                                              getattr(exc, "headers", None)) from exc
-            raise
-        response = rest.response
-        if not 200 <= rest.status <= 299:
-            data = response.data
-            response.release_conn()
-            raise api_error_from_response(rest.status, data, response.headers, rest.reason)
-        return response
+        return raw_request(self._api, "GET", self._resource.path(namespace), query=list(query),
+                           timeout=(self._connect_timeout, read_timeout))
