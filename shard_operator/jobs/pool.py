@@ -28,6 +28,7 @@ from shard_operator import metrics as core_metrics
 from shard_operator.jobs.naming import DEFAULT_QUEUE, alive_key
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.sweeping import sweep_abandoned, update_queue_depth
+from shard_operator.supervision import RestartPolicy
 
 __all__ = ["JobWorkerPool", "JobWorkerSpec", "run_job_worker"]
 
@@ -120,8 +121,7 @@ class JobWorkerPool:
         self.redis_url, self.queues = redis_url, tuple(queues)
         self.registry = registry or default_registry
         self.alive_ttl, self.sweep_interval = alive_ttl, sweep_interval
-        self.restart_backoff, self.max_restart_backoff, self.stable_after = (
-            restart_backoff, max_restart_backoff, stable_after)
+        self.restart_policy = RestartPolicy(restart_backoff, max_restart_backoff, stable_after)
         self.logging_level, self.redis_options = logging_level, dict(redis_options or {})
         self.name_prefix = name_prefix or f"so-jobs.{socket.gethostname()}"
         self._slots = [_Slot(i) for i in range(n)]
@@ -170,9 +170,7 @@ class JobWorkerPool:
                 assert slot.spec is not None
                 died.append(slot.spec.name)
                 core_metrics.mark_process_dead(slot.process.pid)
-                slot.restarts = 0 if now - slot.started_at >= self.stable_after else slot.restarts + 1
-                delay = min(self.restart_backoff * 2 ** max(slot.restarts - 1, 0), self.max_restart_backoff)
-                slot.next_start = now + (0.0 if slot.restarts == 0 else delay)
+                self.restart_policy.schedule(slot, now)
                 log.warning("job worker %s exited with %s; restart in %.1fs", slot.spec.name, slot.process.exitcode,
                             slot.next_start - now)
         if died or now - self._last_sweep >= self.sweep_interval:

@@ -26,6 +26,7 @@ import multiprocess
 
 from shard_operator import metrics
 from shard_operator.queue import TokenBucket
+from shard_operator.supervision import RestartPolicy
 from shard_operator.worker.runner import ReconcileFn
 
 __all__ = ["WorkerPool", "WorkerSpec", "run_shard_worker"]
@@ -128,8 +129,7 @@ class WorkerPool:
         if len({spec.shard for spec in specs}) != len(specs):
             raise ValueError("each worker needs its own shard id")
         self.reconcile = reconcile
-        self.restart_backoff, self.max_restart_backoff, self.stable_after = (
-            restart_backoff, max_restart_backoff, stable_after)
+        self.restart_policy = RestartPolicy(restart_backoff, max_restart_backoff, stable_after)
         self._slots = [_Slot(spec) for spec in specs]
         self._ctx = multiprocess.get_context("fork")
         self._stopping = threading.Event()
@@ -161,10 +161,7 @@ class WorkerPool:
                 continue
             if slot.next_start == 0.0:
                 metrics.mark_process_dead(slot.process.pid)
-                ran = now - slot.started_at
-                slot.restarts = 0 if ran >= self.stable_after else slot.restarts + 1
-                delay = min(self.restart_backoff * 2 ** max(slot.restarts - 1, 0), self.max_restart_backoff)
-                slot.next_start = now + (0.0 if slot.restarts == 0 else delay)
+                self.restart_policy.schedule(slot, now)
                 log.warning("worker of shard %s exited with %s; restart in %.1fs", slot.spec.shard,
                             slot.process.exitcode, slot.next_start - now)
             if now >= slot.next_start:
