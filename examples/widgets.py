@@ -4,12 +4,13 @@ generation of their spec was seen, and a ``Ready`` condition.
 Run it against the embedded control plane::
 
     eval "$(shard-operator testenv env --export)"
-    python -m examples.widgets install          # the CRD (examples/widget-crd.yaml)
+    python -m examples.widgets install          # the CRD (the same as deploy/widget-crd.yaml)
     shard-operator run --app examples.widgets:operator --workers 2 --redis-url "$REDIS_URL"
 
-``measuring`` computes ``status.area`` in a background job (RQ), so a slow computation never blocks
-the reconcile loop. ``finalizing`` is ``operator`` with a finalizer: deleting a Widget runs its clean-up
-once (recorded as a ``CleanedUp`` Event) before the API server removes it.
+``owning`` keeps a ConfigMap owned by each Widget (``Owns``). ``measuring`` computes ``status.area``
+in a background job (RQ), so a slow computation never blocks the reconcile loop. ``finalizing`` is
+``operator`` with a finalizer: deleting a Widget runs its clean-up once (recorded as a ``CleanedUp``
+Event) before the API server removes it.
 
 The reconciler reads the Widget only from the shared cache (``ctx.get``) and writes only its status
 (and finalizers) through ``ctx.client``, with optimistic concurrency: a stale read ends in a 409, which
@@ -23,7 +24,7 @@ import time
 from typing import Any
 
 from shard_operator import For, Operator, Request, Resource, Result
-from shard_operator.client import find_condition, generation, set_condition
+from shard_operator.client import find_condition, generation, set_condition, set_controller_reference
 from shard_operator.jobs import task
 from shard_operator.worker.runner import Context
 
@@ -105,7 +106,33 @@ def reconcile_with_job(request: Request, ctx: Context) -> Result | None:
     return None
 
 
+CONFIGMAPS = Resource("", "v1", "configmaps")
+
+
+def reconcile_owned(request: Request, ctx: Context) -> Result | None:
+    """Keeps a ConfigMap ``<name>-data`` owned by each Widget with ``data.size`` = the Widget's size; a
+    deleted or edited ConfigMap wakes its owner (``Owns``) and is put back."""
+    widget = ctx.get(request)
+    if widget is None:
+        return None  # the API server's garbage collector removes owned objects
+    assert ctx.client is not None and ctx.cache is not None
+    wanted = {"size": str((widget.get("spec") or {}).get("size", 0))}
+    owned = ctx.cache.list_owned(CONFIGMAPS.name, widget["metadata"]["uid"])
+    current = next((cm for cm in owned if cm["metadata"]["name"] == f"{request.name}-data"), None)
+    if current is None:
+        configmap = {"apiVersion": "v1", "kind": "ConfigMap", "data": wanted,
+                     "metadata": {"name": f"{request.name}-data", "namespace": request.namespace}}
+        set_controller_reference(configmap, widget)
+        ctx.client.create(CONFIGMAPS, configmap)
+    elif current.get("data") != wanted:
+        ctx.client.patch(CONFIGMAPS, current, {"data": wanted})
+    return None
+
+
 operator = Operator(name="widgets", reconcile=make_reconcile(finalizer=False), for_=For(WIDGETS, kind=KIND))
+_for_widgets = For(WIDGETS, kind=KIND)
+owning = Operator(name="widgets-owning", reconcile=reconcile_owned, for_=_for_widgets,
+                  owns=[_for_widgets.owns(CONFIGMAPS)])
 measuring = Operator(name="widgets-measuring", reconcile=reconcile_with_job, for_=For(WIDGETS, kind=KIND))
 finalizing = Operator(name="widgets-finalizing", reconcile=make_reconcile(finalizer=True),
                       for_=For(WIDGETS, kind=KIND))
