@@ -16,10 +16,32 @@ from prometheus_client import multiprocess as _multiprocess
 from prometheus_client import values as _values
 
 __all__ = [
-    "ACTIVE_WORKERS", "API_REQUESTS", "CLAIM_EXPIRIES", "LEADER_STATUS", "LIVE_SHARDS", "QUEUE_ADDS", "QUEUE_DEPTH",
-    "QUEUE_DURATION", "QUEUE_LONGEST_RUNNING", "QUEUE_RETRIES", "QUEUE_UNFINISHED_WORK", "QUEUE_WORK_DURATION",
-    "RECONCILE_ERRORS", "RECONCILE_TIME", "RECONCILE_TOTAL", "SHARD_ASSIGNMENTS", "SHARD_MOVEMENTS",
-    "TERMINAL_RECONCILE_ERRORS", "enable_multiprocess", "render",
+    "ACTIVE_WORKERS",
+    "API_REQUESTS",
+    "CLAIM_EXPIRIES",
+    "JOBS_COMPLETED",
+    "JOBS_ENQUEUED",
+    "JOBS_STARTED",
+    "JOB_DURATION",
+    "JOB_OUTCOMES",
+    "JOB_QUEUE_DEPTH",
+    "LEADER_STATUS",
+    "LIVE_SHARDS",
+    "QUEUE_ADDS",
+    "QUEUE_DEPTH",
+    "QUEUE_DURATION",
+    "QUEUE_LONGEST_RUNNING",
+    "QUEUE_RETRIES",
+    "QUEUE_UNFINISHED_WORK",
+    "QUEUE_WORK_DURATION",
+    "RECONCILE_ERRORS",
+    "RECONCILE_TIME",
+    "RECONCILE_TOTAL",
+    "SHARD_ASSIGNMENTS",
+    "SHARD_MOVEMENTS",
+    "TERMINAL_RECONCILE_ERRORS",
+    "enable_multiprocess",
+    "render",
 ]
 
 # client-go's workqueue buckets: 1 µs … 10 s, exponential by 10.
@@ -75,6 +97,27 @@ CLAIM_EXPIRIES = Counter("shard_operator_claim_expiries_total",
 API_REQUESTS = Counter("shard_operator_api_requests_total",
                        "API requests made by reconcilers through the client, by verb and resource",
                        ["controller", "verb", "resource"])
+
+
+# Background jobs (shard_operator.jobs). ``outcome`` of a finished attempt is one of JOB_OUTCOMES.
+JOB_OUTCOMES = ("succeeded", "failed", "timed_out", "retried", "abandoned", "refused", "canceled")
+
+_JOB_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                         3600.0)
+
+JOBS_ENQUEUED = Counter("shard_operator_jobs_enqueued_total",
+                        "Background jobs enqueued (a repeated enqueue of the same job is not counted)",
+                        ["controller", "task"])
+JOBS_STARTED = Counter("shard_operator_jobs_started_total", "Background job attempts started by a job worker",
+                       ["controller", "task"])
+JOBS_COMPLETED = Counter("shard_operator_jobs_completed_total",
+                         "Background job attempts that ended, by outcome: succeeded, failed, timed_out, retried "
+                         "(failed with retries left), abandoned (its worker died), refused, canceled (superseded)",
+                         ["controller", "task", "outcome"])
+JOB_DURATION = Histogram("shard_operator_job_duration_seconds", "Run time of background job attempts",
+                         ["controller", "task"], buckets=_JOB_DURATION_BUCKETS)
+JOB_QUEUE_DEPTH = Gauge("shard_operator_job_queue_depth", "Jobs waiting in an rq queue", ["queue"],
+                        multiprocess_mode="livemax")
 
 
 def enable_multiprocess(folder: Path) -> None:

@@ -11,8 +11,7 @@ object's key is added back to the work queue, and the next reconcile reads ``ctx
 
 Modules: :mod:`.registry` (tasks by name), :mod:`.serialization` (JSON only), :mod:`.enqueueing`
 (the reconcile side), :mod:`.running` (the trampoline and the worker), :mod:`.sweeping` (abandoned
-jobs), :mod:`.pool` (supervised worker processes), :mod:`.status` (``shard-operator status``),
-:mod:`.metrics`.
+jobs), :mod:`.pool` (supervised worker processes), :mod:`.status` (``shard-operator status``).
 """
 
 from shard_operator.jobs.enqueueing import Jobs, JobsHandle, read_state

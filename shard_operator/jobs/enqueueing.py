@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.results import Result as RqResult
 
-from shard_operator.jobs import metrics
+from shard_operator import metrics
 from shard_operator.jobs.naming import DEFAULT_QUEUE, index_key, job_id
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.serialization import JSONSerializer, check_json

@@ -27,8 +27,8 @@ from rq.job import UNEVALUATED, Job
 from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker
 
+from shard_operator import metrics
 from shard_operator.errors import UnregisteredTaskError
-from shard_operator.jobs import metrics
 from shard_operator.jobs.enqueueing import TRAMPOLINE
 from shard_operator.jobs.naming import index_key
 from shard_operator.jobs.registry import TaskRegistry, default_registry

@@ -26,7 +26,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from shard_operator.jobs import metrics
+from shard_operator import metrics
 from shard_operator.jobs.naming import alive_key, sweep_lock_key
 from shard_operator.jobs.running import Requeuer
 from shard_operator.jobs.serialization import JSONSerializer
