@@ -17,6 +17,8 @@ same slot and the queue's Lua scripts, which touch several of them at once, also
     <prefix>:members           ZSET  shard id -> last heartbeat
     <prefix>:ring              LIST  the live shard ids of the current epoch, sorted
     <prefix>:epoch             STRING the ring's epoch, bumped on every change
+    <prefix>:cache-marker      STRING written by the leader before its informers fill the cache; its
+                               absence means Redis lost its data, and the leader relists
 
 The shared object cache keeps its own keys in :mod:`shard_operator.cache.keys`.
 """
@@ -122,3 +124,7 @@ class Keys:
     @property
     def epoch(self) -> str:
         return self._key("epoch")
+
+    @property
+    def cache_marker(self) -> str:
+        return self._key("cache-marker")

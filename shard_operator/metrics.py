@@ -18,6 +18,7 @@ from prometheus_client import values as _values
 __all__ = [
     "ACTIVE_WORKERS",
     "API_REQUESTS",
+    "CACHE_RELISTS",
     "CLAIM_EXPIRIES",
     "JOBS_COMPLETED",
     "JOBS_ENQUEUED",
@@ -90,6 +91,9 @@ SHARD_MOVEMENTS = Counter("shard_operator_shard_movements_total",
                           "Queued keys moved to another shard by a ring change", ["controller"])
 LIVE_SHARDS = Gauge("shard_operator_live_shards", "Shards in the current ring", ["controller"],
                     multiprocess_mode="livemax")
+CACHE_RELISTS = Counter("shard_operator_cache_relists_total",
+                        "Times the leader found Redis had lost the shared cache and relisted every resource",
+                        ["controller"])
 CLAIM_EXPIRIES = Counter("shard_operator_claim_expiries_total",
                          "Claims that expired because their worker stopped renewing them; the key was queued again",
                          ["controller"])

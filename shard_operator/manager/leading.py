@@ -42,8 +42,10 @@ class Coordinator:
     shards (moving queued keys on a change), re-queue keys whose claim expired, and report the
     shard and queue-depth metrics. Redis errors are logged and retried at the next tick."""
 
-    def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float) -> None:
+    def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float,
+                 watchdog: Callable[[], None] | None = None) -> None:
         keys = Keys.for_controller(controller)
+        self._watchdog = watchdog
         self.controller = controller
         self.assigner = Assigner(client, keys, member_ttl=member_ttl)
         self.queue = RateLimitingQueue(client, keys, bucket=None)
@@ -63,6 +65,8 @@ class Coordinator:
 
     def tick(self) -> None:
         """One round of duties (the loop's body; tests call it directly)."""
+        if self._watchdog is not None:
+            self._watchdog()
         rebalance = self.assigner.rebalance()
         if rebalance.changed:
             metrics.SHARD_ASSIGNMENTS.labels(self.controller).inc()
@@ -92,6 +96,12 @@ class LeaderRunner:
     Contract: :meth:`stop` returns within about a second and nothing it started adds keys or writes
     the cache afterwards (the informers are stopped before the method returns). ``has_synced`` is
     true while leading once every informer has listed its resource.
+
+    Redis losing its data (a restart without persistence, a flush, a fail-over to an empty replica)
+    is detected through the cache marker, written before the informers start: when the coordinator
+    finds it gone, the informers are started afresh, so a new LIST refills the cache and adds every
+    object's key again (I5); requeue-after timers and retry counts lost with the data come back from
+    those reconciles.
     """
 
     def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
@@ -101,6 +111,7 @@ class LeaderRunner:
         self._queue = RateLimitingQueue(client, Keys.for_controller(operator.name), bucket=None)
         self._informers: list[Informer] = []
         self._coordinator: Coordinator | None = None
+        self._marker = Keys.for_controller(operator.name).cache_marker
         self._lock = threading.Lock()
 
     @property
@@ -117,14 +128,34 @@ class LeaderRunner:
             if self._informers:
                 return
             self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
-                                            interval=self.config.coordinate_interval)
+                                            interval=self.config.coordinate_interval, watchdog=self._check_cache)
+            self._start_informers()
             self._coordinator.start()
-            for resource, handlers in self.operator.handlers_by_resource().items():
-                self._informers.append(self._informer(resource, handlers))
-            for informer in self._informers:
-                informer.start()
             log.info("leading %s: watching %s", self.operator.name,
                      ", ".join(informer.name for informer in self._informers))
+
+    def _start_informers(self) -> None:
+        """Write the cache marker, then start one informer per watched resource (under ``_lock``)."""
+        self._client.set(self._marker, self.config.pod_name)
+        self._informers = [self._informer(resource, handlers)
+                           for resource, handlers in self.operator.handlers_by_resource().items()]
+        for informer in self._informers:
+            informer.start()
+
+    def _check_cache(self) -> None:
+        """Relist everything if Redis lost the cache marker (and with it, presumably, everything else)."""
+        if self._client.exists(self._marker):
+            return
+        with self._lock:
+            if not self._informers:
+                return  # stopped meanwhile
+            log.warning("the shared cache of %s is gone (Redis lost its data): relisting every resource",
+                        self.operator.name)
+            metrics.CACHE_RELISTS.labels(self.operator.name).inc()
+            old, self._informers = self._informers, []
+            for informer in old:
+                informer.stop(timeout=2.0)
+            self._start_informers()
 
     def stop(self) -> None:
         with self._lock:

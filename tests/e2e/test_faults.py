@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 from examples.widgets import FINALIZER, WIDGETS, widget
 from shard_operator.client import Client
@@ -90,3 +91,30 @@ def test_status_reports_the_leader_live_shards_and_queue(control_plane, namespac
     text = subprocess.run([sys.executable, "-m", "shard_operator.cli", "status", "--controller", "widgets"],
                           env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert text.returncode == 0 and "leader:      pod-0" in text.stdout
+
+
+def test_redis_losing_its_data_ends_in_convergence_without_a_manual_step(
+        kube: Client, namespace, redis_url, start_manager) -> None:
+    manager = start_manager("pod-0")
+    manager.wait_ready()
+    create(kube, namespace, range(20))
+    wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "every widget to be observed", manager)
+    reconciles = manager.metric("controller_runtime_reconcile_total", controller="widgets", result="success")
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()  # the cache, the queue, the ring and the members are gone
+    finally:
+        client.close()
+    # The leader notices, relists into the cache and adds every key; the workers rejoin the ring.
+    wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "the cache to be refilled", manager)
+    wait_for(lambda: manager.metric("shard_operator_cache_relists_total", controller="widgets") >= 1, 15,
+             "the relist to be counted", manager)
+    wait_for(lambda: manager.metric("controller_runtime_reconcile_total", controller="widgets", result="success")
+             >= reconciles + 20, 30, "every widget to be reconciled again", manager)
+    # And the pipeline keeps working for changes made afterwards.
+    obj = kube.get(WIDGETS, "w-003", namespace)
+    kube.patch(WIDGETS, obj, {"spec": {"size": 99}})
+    create(kube, namespace, range(20, 25))
+    wait_for(lambda: not unobserved(redis_url, namespace, 25), 30, "the later changes to be observed", manager)
+    manager.wait_ready()
