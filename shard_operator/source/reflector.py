@@ -124,7 +124,7 @@ class Reflector:
                     events.append(Event(EventType.ADDED, key, None, obj))
                 elif _version(old) != _version(obj):
                     events.append(Event(EventType.MODIFIED, key, old, obj))
-            self.store = fresh
+            previous, self.store = self.store, fresh
             self.resource_version = page.resource_version
             self.relists += 1
             try:
@@ -133,6 +133,9 @@ class Reflector:
                 for event in events:
                     self._handler(event)
             except Exception as exc:
+                # Forget this list: the next one is compared with the store as it was, so every event
+                # that was not handled is delivered again (I2) instead of matching the store already.
+                self.store = previous
                 raise _HandlerFailed from exc
         self.synced.set()
         self._backoff.reset()
@@ -164,17 +167,23 @@ class Reflector:
                 obj = self._transform(obj)
             key = object_key(obj)
             with self._lock:
+                old = self.store.get(key)
                 if kind == "DELETED":
                     self.store.pop(key, None)
                     event = Event(EventType.DELETED, key, obj, None)
                 else:
-                    old = self.store.get(key)
                     self.store[key] = obj
                     event = Event(EventType.ADDED if old is None else EventType.MODIFIED, key, old, obj)
                 self.resource_version = version or self.resource_version
                 try:
                     self._handler(event)
                 except Exception as exc:
+                    # Undo the store's change, so the relist that follows sees this change again and
+                    # delivers it (else it would find the store already matching and the add is lost).
+                    if old is None:
+                        self.store.pop(key, None)
+                    else:
+                        self.store[key] = old
                     raise _HandlerFailed from exc
             self._backoff.reset()
 

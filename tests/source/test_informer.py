@@ -254,3 +254,31 @@ def test_invalid_scopes_are_refused(api, recorder):
         Informer(RESOURCE, recorder, list_watch=api, namespaces=[])
     with pytest.raises(ConfigError):
         Informer(RESOURCE, recorder)
+
+
+@pytest.mark.parametrize("change", ["modify", "delete"])
+def test_a_change_whose_handler_failed_is_delivered_again_after_the_relist(api, change):
+    api.put("a")
+    delivered: list[tuple[str, str | None]] = []
+    failures = [0]
+
+    def handler(event: Event) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise RuntimeError("redis: connection reset")  # e.g. the queue's add failed
+        delivered.append((event.type.value, event.new["metadata"]["resourceVersion"] if event.new else None))
+
+    informer = Informer(RESOURCE, handler, list_watch=api, backoff=Backoff(initial=0.01, maximum=0.05))
+    informer.start()
+    try:
+        assert informer.wait_for_sync(5)
+        failures[0] = 1
+        if change == "modify":
+            api.put("a", spec={"x": 2})
+            wanted = ("MODIFIED", api.objects["ns1/a"]["metadata"]["resourceVersion"])
+        else:
+            api.remove("ns1/a")
+            wanted = ("DELETED", None)
+        eventually(lambda: wanted in delivered)
+    finally:
+        informer.stop()
