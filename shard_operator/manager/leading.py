@@ -112,11 +112,12 @@ class LeaderRunner:
         self._informers: list[Informer] = []
         self._coordinator: Coordinator | None = None
         self._marker = Keys.for_controller(operator.name).cache_marker
+        self._leading = False
         self._lock = threading.Lock()
 
     @property
     def leading(self) -> bool:
-        return bool(self._informers)
+        return self._leading
 
     @property
     def has_synced(self) -> bool:
@@ -124,15 +125,25 @@ class LeaderRunner:
         return bool(informers) and all(informer.has_synced for informer in informers)
 
     def start(self) -> None:
+        """Start leading: the coordinator at once, the informers as soon as Redis takes the cache marker
+        (retried by the coordinator's watchdog every tick until it does). Never raises."""
         with self._lock:
-            if self._informers:
+            if self._leading:
                 return
+            self._leading = True
             self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
                                             interval=self.config.coordinate_interval, watchdog=self._check_cache)
-            self._start_informers()
             self._coordinator.start()
-            log.info("leading %s: watching %s", self.operator.name,
-                     ", ".join(informer.name for informer in self._informers))
+            self._try_start_informers()
+
+    def _try_start_informers(self) -> None:
+        try:
+            self._start_informers()
+        except (ShardOperatorError, redis.RedisError) as exc:
+            log.warning("leading %s: cannot start the informers yet (%s); retrying", self.operator.name, exc)
+            return
+        log.info("leading %s: watching %s", self.operator.name,
+                 ", ".join(informer.name for informer in self._informers))
 
     def _start_informers(self) -> None:
         """Write the cache marker, then start one informer per watched resource (under ``_lock``)."""
@@ -143,22 +154,30 @@ class LeaderRunner:
             informer.start()
 
     def _check_cache(self) -> None:
-        """Relist everything if Redis lost the cache marker (and with it, presumably, everything else)."""
+        """Start the informers if they are not running yet; relist everything if Redis lost the cache
+        marker (and with it, presumably, everything else)."""
+        with self._lock:
+            if not self._leading:
+                return  # stopped meanwhile
+            if not self._informers:
+                self._try_start_informers()
+                return
         if self._client.exists(self._marker):
             return
         with self._lock:
-            if not self._informers:
-                return  # stopped meanwhile
+            if not self._leading or not self._informers:
+                return
             log.warning("the shared cache of %s is gone (Redis lost its data): relisting every resource",
                         self.operator.name)
             metrics.CACHE_RELISTS.labels(self.operator.name).inc()
             old, self._informers = self._informers, []
             for informer in old:
                 informer.stop(timeout=2.0)
-            self._start_informers()
+            self._try_start_informers()
 
     def stop(self) -> None:
         with self._lock:
+            self._leading = False
             informers, self._informers = self._informers, []
             coordinator, self._coordinator = self._coordinator, None
         for informer in informers:
