@@ -1,8 +1,12 @@
 """The clock the queue and the ring read time from, injected so tests step time instead of sleeping.
 
 Every process of a deployment must read the same wall clock (NTP-synchronised hosts): claim
-deadlines, due times and the token bucket are compared across processes. Skew between hosts
-shifts those times by the skew, never breaks an invariant (a claim is only released by its token).
+deadlines, due times and the token bucket are compared across processes. What skew between hosts
+does: due times (``add_after``, backoff) shift by the skew; the token bucket tolerates it (each call
+refills from its own last stamp and never waits for a clock that ran ahead); claims do NOT: the
+leader reaps with its clock the deadlines workers set with theirs, so a leader whose clock is ahead
+by more than about ``claim_ttl - claim_ttl / 3`` (20 s with the defaults) can reap a claim that is
+renewed on time and hand the key to a second worker (I1). Keep skew far below that.
 """
 
 from __future__ import annotations

@@ -71,7 +71,9 @@ local function take(now, shard, owner, ttl, qps, burst, limit)
     local bucket = redis.call('HMGET', P .. 'bucket', 'tokens', 'stamp')
     local stamp = tonumber(bucket[2]) or now
     tokens = math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, now - stamp) * qps)
-    redis.call('HSET', P .. 'bucket', 'tokens', tostring(tokens), 'stamp', tostring(math.max(stamp, now)))
+    -- The stamp is this caller's now, even when it is earlier than the stored one: a host whose clock
+    -- ran ahead must not freeze the refill of every other host until their clocks catch up.
+    redis.call('HSET', P .. 'bucket', 'tokens', tostring(tokens), 'stamp', tostring(now))
     if tokens < 1 then return nothing(2, (1 - tokens) / qps) end
   end
   while true do
