@@ -28,7 +28,7 @@ from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker
 
 from shard_operator import metrics
-from shard_operator.errors import UnregisteredTaskError
+from shard_operator.errors import StorageError, UnregisteredTaskError
 from shard_operator.jobs.enqueueing import TRAMPOLINE
 from shard_operator.jobs.naming import index_key
 from shard_operator.jobs.registry import TaskRegistry, default_registry
@@ -124,9 +124,20 @@ class JobWorker(SimpleWorker):
                 if outcome == "retried":  # rq keeps no result for an attempt it retries: the reconcile reads this
                     job.meta["last_error"] = self._exc_text
                     job.save_meta()
-                self.requeuer.requeue(job)
-            except Exception:  # the job's outcome is saved; a lost add is caught by the next resync/enqueue
+                self._requeue_with_retries(job)
+            except Exception:  # the outcome is saved; the enqueuing reconcile's add_after backstop wakes the key
                 log.exception("could not put the key of job %s back on its work queue", job.id)
+
+    def _requeue_with_retries(self, job: Job, attempts: int = 5, first_delay: float = 0.1) -> None:
+        """Put the job's key back, riding out a short Redis outage (0.1 + 0.2 + 0.4 + 0.8 s of retries)."""
+        for attempt in range(attempts):
+            try:
+                self.requeuer.requeue(job)
+                return
+            except (redis.RedisError, StorageError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(first_delay * 2**attempt)
 
     def _outcome(self, job: Job) -> str:
         status = JobStatus.parse(job.get_status(refresh=True))

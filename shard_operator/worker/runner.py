@@ -76,8 +76,15 @@ class Context:
         the object's key comes back on the work queue; read the outcome with :meth:`job`. Arguments must be
         JSON (:class:`~shard_operator.errors.JobSerializationError` otherwise) and ``task`` registered.
         """
-        return self._jobs_handle(generation).enqueue_job(task, *args, name=name, timeout=timeout, retry=retry,
-                                                         **kwargs)
+        ref = self._jobs_handle(generation).enqueue_job(task, *args, name=name, timeout=timeout, retry=retry,
+                                                        **kwargs)
+        if ref.created and self.request is not None and self.jobs is not None:
+            # Backstop: the job's end adds the key back; should that add be lost (the job worker died
+            # between saving the outcome and the add), this reconcile still comes after the job's time
+            # limit (every try of it) has passed.
+            limit = timeout if timeout is not None else self.jobs.default_timeout
+            self.queue.add_after(self.request.key, limit * (retry + 1) + 5.0)
+        return ref
 
     def job(self, name: str, generation: int | None = None) -> JobState | None:
         """This generation's job called ``name`` (None if none was enqueued for it)."""

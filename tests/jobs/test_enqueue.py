@@ -101,3 +101,26 @@ def test_job_data_in_redis_is_json_naming_the_trampoline_not_the_task(jobs, clie
     assert data == ["shard_operator.jobs.running.run_task", None, ["sleep", [0.5], {}], {}]
     meta = json.loads(client.hget(f"rq:job:{ref.id}", "meta"))
     assert meta == {"controller": CONTROLLER, "key": "ns/a", "generation": "7", "name": "build", "task": "sleep"}
+
+
+def test_enqueuing_from_a_reconcile_also_schedules_a_backstop_reconcile_after_the_time_limit(client, jobs):
+    import logging
+    import time
+
+    from shard_operator.keys import Keys
+    from shard_operator.queue import RateLimitingQueue
+    from shard_operator.reconcile import Request
+    from shard_operator.worker.runner import Context
+
+    keys = Keys.for_controller(CONTROLLER)
+    queue = RateLimitingQueue(client, keys, bucket=None)
+    ctx = Context(CONTROLLER, "s0", queue, logging.getLogger("test"), {}, jobs=jobs,
+                  request=Request("ns", "a"))
+    before = time.time()
+    ref = ctx.enqueue_job(sleep, 0.1, name="nap", timeout=20, retry=2, generation=1)
+    assert ref.created
+    due = client.zscore(keys.delayed, "ns/a")
+    assert due is not None and before + 20 * 3 + 5 <= due <= time.time() + 20 * 3 + 5
+    client.zrem(keys.delayed, "ns/a")
+    assert not ctx.enqueue_job(sleep, 0.1, name="nap", timeout=20, retry=2, generation=1).created
+    assert client.zscore(keys.delayed, "ns/a") is None  # the same job again: no second backstop
