@@ -12,8 +12,8 @@ the reconciler…                         the framework…
 returns ``None`` or ``Result()``        forgets the key's failures (success)
 returns ``Result(requeue_after=t)``     forgets the failures and adds the key again after ``t`` seconds
 returns ``Result(requeue=True)``        adds the key again with the rate limiter's backoff
-raises ``TemporaryError(delay=t)``      adds the key again after ``t`` s (backoff if ``t`` is None);
-                                        counted as an error
+raises ``TemporaryError(delay=t)``      adds the key again after the longer of ``t`` s and the rate
+                                        limiter's backoff (the backoff if ``t`` is None); an error
 raises ``TerminalError``                forgets the key; counted as an error; no retry until the object
                                         changes again
 raises any other exception              adds the key again with the rate limiter's backoff; counted

@@ -246,8 +246,10 @@ class ShardWorker:
             queue.forget(key)
             queue.add_after(key, decision.delay)
         elif decision.action is Action.RETRY_AFTER:
+            # At least the key's own backoff (which also counts the failure): TemporaryError(delay=0)
+            # in a loop must back off like any other failure, not take every hand-out (I4).
             metrics.QUEUE_RETRIES.labels(self.controller).inc()
-            queue.add_after(key, decision.delay)
+            queue.add_after(key, max(decision.delay, queue.rate_limiter.when(key)))
         else:
             metrics.QUEUE_RETRIES.labels(self.controller).inc()
             queue.add_rate_limited(key)

@@ -126,3 +126,15 @@ def test_a_worker_that_lost_its_claim_leaves_the_key_to_its_new_owner(client):
     assert seen["ns/stolen"] == 1
     assert client.hget(KEYS.processing, "ns/stolen") == b"someone-else"
     assert queue_of(client).num_requeues("ns/stolen") == 0  # no retry was scheduled by the old owner
+
+
+def test_a_temporary_error_without_a_real_delay_still_backs_off(client):
+    queue_of(client).add("ns/eager")
+
+    def reconcile(request, ctx, n):
+        raise TemporaryError("again", delay=0)
+
+    seen = run_worker(client, reconcile, seconds=0.5)
+    # 5, 10, 20, 40, 80, 160 ms of backoff fit about 7 tries in half a second, not thousands.
+    assert 3 <= seen["ns/eager"] <= 9
+    assert queue_of(client).num_requeues("ns/eager") == seen["ns/eager"]
