@@ -107,7 +107,7 @@ class WorkQueue:
             self._reap = client.register_script(scripts.REAP)
             self._len = client.register_script(scripts.LEN)
         self._shutting_down = False
-        self._outstanding: set[str] = set()
+        self._outstanding: set[tuple[str, str]] = set()  # (key, token) of handed-out items
         self._drained = threading.Condition()
 
     def add(self, key: str) -> bool:
@@ -147,7 +147,7 @@ class WorkQueue:
         """
         with scripts.redis_errors():
             released = self._done(self._route, [self._prefix, item.key, item.token, "1" if forget else "0"])
-        self._forget_outstanding(item.token)
+        self._forget_outstanding(item)
         if not released:
             raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
 
@@ -160,7 +160,7 @@ class WorkQueue:
         with scripts.redis_errors():
             reply = self._done_and_get(self._route, [self._prefix, item.key, item.token, repr(now), item.shard,
                                                      item.owner, *self._take_args(), "1" if forget else "0"])
-        self._forget_outstanding(item.token)
+        self._forget_outstanding(item)
         if reply[0] == -1:
             raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
         following = self._item(reply, item.shard, item.owner, now)
@@ -216,12 +216,12 @@ class WorkQueue:
         item = Item(key=_text(reply[1]), token=_text(reply[2]), shard=shard, owner=owner,
                     enqueued_at=float(reply[3]), claimed_at=now, deadline=float(reply[4]))
         with self._drained:
-            self._outstanding.add(item.token)
+            self._outstanding.add((item.key, item.token))
         return item
 
-    def _forget_outstanding(self, token: str) -> None:
+    def _forget_outstanding(self, item: Item) -> None:
         with self._drained:
-            self._outstanding.discard(token)
+            self._outstanding.discard((item.key, item.token))
             if not self._outstanding:
                 self._drained.notify_all()
 

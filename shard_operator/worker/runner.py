@@ -134,8 +134,8 @@ class ShardWorker:
                                dict(context_extra or {}), **context)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
-        self._inflight: dict[str, tuple[Item, float]] = {}
-        self._lost: set[str] = set()
+        self._inflight: dict[tuple[str, str], tuple[Item, float]] = {}
+        self._lost: set[tuple[str, str]] = set()  # (key, token): tokens repeat after Redis loses its data
         self._lock = threading.Lock()
         self._labels = (controller,)
 
@@ -194,7 +194,7 @@ class ShardWorker:
         active.inc()
         started = time.monotonic()
         with self._lock:
-            self._inflight[item.token] = (item, started)
+            self._inflight[(item.key, item.token)] = (item, started)
         try:
             request = Request.from_key(item.key)
             returned = self.reconcile(request, dataclasses.replace(self.context, request=request))
@@ -215,9 +215,9 @@ class ShardWorker:
     def _finish(self, item: Item, decision: Decision) -> Item | None:
         """Apply ``decision`` and release the claim; returns the next item when it came in the same trip."""
         with self._lock:
-            self._inflight.pop(item.token, None)
-            lost = item.token in self._lost
-            self._lost.discard(item.token)
+            self._inflight.pop((item.key, item.token), None)
+            lost = (item.key, item.token) in self._lost
+            self._lost.discard((item.key, item.token))
         metrics.RECONCILE_TOTAL.labels(self.controller, decision.result).inc()
         if decision.error:
             metrics.RECONCILE_ERRORS.labels(self.controller).inc()
@@ -271,8 +271,8 @@ class ShardWorker:
                     self.queue.renew(item)
                 except ClaimLostError:
                     with self._lock:
-                        if item.token in self._inflight:
-                            self._lost.add(item.token)
+                        if (item.key, item.token) in self._inflight:
+                            self._lost.add((item.key, item.token))
                 except StorageError as exc:
                     log.warning("could not renew the claim on %s: %s", item.key, exc)
 
