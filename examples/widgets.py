@@ -23,8 +23,8 @@ import sys
 import time
 from typing import Any
 
-from shard_operator import For, Operator, Request, Resource, Result
-from shard_operator.client import find_condition, generation, set_condition, set_controller_reference
+from shard_operator import For, Operator, Request, Resource, Result, client
+from shard_operator.client import find_condition, generation, open_crd, set_condition, set_controller_reference
 from shard_operator.jobs import task
 from shard_operator.worker.runner import Context
 
@@ -32,17 +32,7 @@ GROUP, VERSION, PLURAL, KIND = "example.shard-operator.dev", "v1", "widgets", "W
 WIDGETS = Resource(GROUP, VERSION, PLURAL)
 FINALIZER = f"{GROUP}/cleanup"
 
-_OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"{PLURAL}.{GROUP}"},
-    "spec": {"group": GROUP, "scope": "Namespaced",
-             "names": {"plural": PLURAL, "singular": "widget", "kind": KIND},
-             "versions": [{"name": VERSION, "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                               "spec": _OPEN, "status": _OPEN}}}}]},
-}
+CRD: dict[str, Any] = open_crd(WIDGETS, KIND)
 
 
 def make_reconcile(finalizer: bool) -> Any:
@@ -140,24 +130,7 @@ finalizing = Operator(name="widgets-finalizing", reconcile=make_reconcile(finali
 
 def install_crd(api_client: Any, timeout: float = 30.0) -> None:
     """Create the Widget CRD (if missing) and wait until the API server serves it."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(CRD)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    custom = client.CustomObjectsApi(api_client)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
-            return
-        except ApiException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    client.install_crd(api_client, CRD, timeout=timeout)
 
 
 def widget(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

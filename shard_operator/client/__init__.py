@@ -12,6 +12,7 @@ from shard_operator.client.conditions import (
     set_condition,
 )
 from shard_operator.client.counter import RequestCounter, Verb
+from shard_operator.client.crds import install_crd, open_crd
 from shard_operator.client.events import EVENTS, NORMAL, WARNING, EventRecorder
 from shard_operator.client.owners import (
     AlreadyOwnedError,
@@ -35,9 +36,11 @@ __all__ = [
     "controller_reference",
     "find_condition",
     "generation",
+    "install_crd",
     "is_condition_true",
     "is_observed",
     "observed_generation",
+    "open_crd",
     "owner_reference",
     "remove_condition",
     "set_condition",

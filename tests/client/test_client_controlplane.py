@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 
 from shard_operator.client import (
     Client,
     EventRecorder,
     RequestCounter,
     find_condition,
+    install_crd,
     is_observed,
+    open_crd,
     set_condition,
     set_controller_reference,
 )
@@ -35,32 +35,7 @@ STATUS = f"{THINGS.name}/status"
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
     with control_plane.api_client() as api_client:
-        open_schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        try:
-            crd: Any = {
-                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                "metadata": {"name": f"{PLURAL}.{GROUP}"},
-                "spec": {"group": GROUP, "scope": "Namespaced",
-                         "names": {"plural": PLURAL, "singular": "thing", "kind": KIND},
-                         "versions": [{"name": VERSION, "served": True, "storage": True,
-                                       "subresources": {"status": {}},
-                                       "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                                           "spec": open_schema, "status": open_schema}}}}]},
-            }
-            k8s.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        custom = k8s.CustomObjectsApi(api_client)
-        deadline = time.monotonic() + 30
-        while True:  # established, and served
-            try:
-                custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-                break
-            except ApiException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        install_crd(api_client, open_crd(THINGS, KIND))
         yield api_client
 
 

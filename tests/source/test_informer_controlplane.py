@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from shard_operator.cache import CacheReader, CacheWriter
+from shard_operator.client import install_crd, open_crd
 from shard_operator.source import Backoff, Event, Informer, Resource
 from shard_operator.testing import ControlPlane
 
@@ -29,32 +29,8 @@ def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def objects(api: client.ApiClient) -> client.CustomObjectsApi:
-    extensions = client.ApiextensionsV1Api(api)
-    open_schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    try:
-        extensions.create_custom_resource_definition({
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{PLURAL}.{GROUP}"},
-            "spec": {"group": GROUP, "scope": "Namespaced",
-                     "names": {"plural": PLURAL, "singular": "gadget", "kind": KIND},
-                     "versions": [{"name": VERSION, "served": True, "storage": True,
-                                   "subresources": {"status": {}},
-                                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                                       "spec": open_schema, "status": open_schema}}}}]},
-        })
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    custom = client.CustomObjectsApi(api)
-    deadline = time.monotonic() + 30
-    while True:  # established, and served by discovery
-        try:
-            custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-            return custom
-        except ApiException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    install_crd(api, open_crd(GADGETS, KIND))
+    return client.CustomObjectsApi(api)
 
 
 @pytest.fixture
