@@ -18,6 +18,7 @@ from shard_operator.jobs.running import JobWorker
 from shard_operator.keys import Keys
 from shard_operator.sharding import Assigner
 from shard_operator.worker.pool import WorkerSpec, run_shard_worker
+from tests.waiting import eventually as wait_for
 
 CONTROLLER = "jobs-test"
 QUEUE = "jobs-test"
@@ -68,16 +69,6 @@ def not_json_result() -> Any:
 def mark_ran(key: str) -> None:
     """Not registered: a job naming it must never run."""
     _client().set(key, "ran")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def run_burst(client: redis.Redis) -> None:

@@ -14,6 +14,7 @@ import redis
 from shard_operator.cache import CacheReader, CacheWriter
 from shard_operator.errors import ApiError, ConfigError, GoneError, TooManyRequestsError
 from shard_operator.source import Backoff, Event, EventType, Informer, Resource
+from tests.waiting import eventually
 
 from .fake_api import FakeListWatch
 
@@ -37,18 +38,6 @@ class Recorder:
     def seen(self) -> list[tuple[str, str]]:
         with self._lock:
             return [(e.type.value, e.key) for e in self.events]
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            assert check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 @pytest.fixture

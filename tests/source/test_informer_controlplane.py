@@ -14,6 +14,7 @@ from shard_operator.cache import CacheReader, CacheWriter
 from shard_operator.client import install_crd, open_crd
 from shard_operator.source import Backoff, Event, Informer, Resource
 from shard_operator.testing import ControlPlane
+from tests.waiting import eventually as _eventually
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis]
 
@@ -59,18 +60,6 @@ def run_informer(api: client.ApiClient) -> Iterator[Callable[..., Informer]]:
 def gadget(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
             "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            assert check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_changes_to_custom_resources_reach_the_handler_and_the_cache(objects, namespace, cache,
@@ -177,3 +166,8 @@ def test_the_cache_converges_after_the_api_server_restarts(control_plane, object
     eventually(lambda: reader.keys(kind, namespace) == [f"{namespace}/a", f"{namespace}/c"], timeout=30)
     eventually(lambda: {name: reader.resource_version(kind, f"{namespace}/{name}") for name in final} == final)
     assert reader.get(kind, f"{namespace}/a")["spec"] == {"size": 5}
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0) -> None:
+    """The control plane is slower than the fakes: a longer default wait."""
+    _eventually(check, timeout)
