@@ -11,6 +11,7 @@ Lease over at once, then let every worker finish its in-flight keys and leave th
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import tempfile
 import threading
@@ -83,6 +84,7 @@ class Manager:
         self._elector: LeaderElector | None = None
         self._health: HealthServer | None = None
         self._last_loop = time.monotonic()
+        self._own_metrics_dir: Path | None = None
 
     # -- probes ------------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class Manager:
         self._api = connect_api(config.kubeconfig)
         lease_namespace, lease_name = config.lease(operator.name)
         folder = Path(config.metrics_dir or tempfile.mkdtemp(prefix="shard-operator-metrics-"))
+        self._own_metrics_dir = folder if config.metrics_dir is None else None
         metrics.enable_multiprocess(folder)
         self._install_signal_handlers()
 
@@ -187,6 +190,8 @@ class Manager:
         for closing in (self._redis, self._api):
             if closing is not None:
                 closing.close()
+        if self._own_metrics_dir is not None:  # a temporary folder of this run's metrics files
+            shutil.rmtree(self._own_metrics_dir, ignore_errors=True)
         log.info("manager %s stopped in %.1fs", self.config.pod_name, time.monotonic() - started)
 
     def _install_signal_handlers(self) -> None:
