@@ -1,6 +1,6 @@
 """Handlers and predicates: which informer events wake which work queue keys (DESIGN §3)."""
 
-from shard_operator.handler.enqueue import EventHandler, For, MapFunc, Owns, Watches, controller_owner_key
+from shard_operator.handler.mapping import EventHandler, For, MapFunc, Owns, Watches, controller_owner_key
 from shard_operator.handler.predicate import (
     And,
     AnnotationsChanged,

@@ -1,7 +1,7 @@
 """Predicates: which informer events are worth a reconcile.
 
 They sit between the informer (:mod:`shard_operator.source`) and the handlers
-(:mod:`shard_operator.handler.enqueue`): the leader asks each handler's predicate about every
+(:mod:`shard_operator.handler.mapping`): the leader asks each handler's predicate about every
 :class:`~shard_operator.source.Event` before mapping it to queue keys, so changes a reconciler does
 not care about (its own status writes, above all) never reach the work queue.
 

@@ -20,7 +20,7 @@ from shard_operator.jobs.pool import JobWorkerPool, JobWorkerSpec, run_job_worke
 from shard_operator.jobs.registry import TaskRegistry, default_registry, task
 from shard_operator.jobs.serialization import JSONSerializer, check_json
 from shard_operator.jobs.state import JobRef, JobState, JobStatus
-from shard_operator.jobs.status import ObjectJobs, format_summary, job_summary
+from shard_operator.jobs.summary import ObjectJobs, format_summary, job_summary
 from shard_operator.jobs.sweeping import sweep_abandoned, update_queue_depth
 
 __all__ = [

@@ -5,11 +5,11 @@
 separate ``RateLimiter`` and the global ``TokenBucket`` taken when a key is handed out.
 """
 
-from shard_operator.queue.base import Item, TokenBucket, WorkQueue
-from shard_operator.queue.clock import Clock, ManualClock, system_clock
+from shard_operator.clock import Clock, ManualClock, system_clock
 from shard_operator.queue.delaying import DelayingQueue
+from shard_operator.queue.limiters import ExponentialFailureRateLimiter, MaxOf, RateLimiter
 from shard_operator.queue.rate_limiting import DEFAULT_BUCKET, RateLimitingQueue
-from shard_operator.queue.ratelimit import ExponentialFailureRateLimiter, MaxOf, RateLimiter
+from shard_operator.queue.workqueue import Item, TokenBucket, WorkQueue
 
 __all__ = [
     "DEFAULT_BUCKET",

@@ -9,7 +9,7 @@ is due as long as any worker of any shard is polling.
 from __future__ import annotations
 
 from shard_operator.queue import scripts
-from shard_operator.queue.base import WorkQueue
+from shard_operator.queue.workqueue import WorkQueue
 
 __all__ = ["DelayingQueue"]
 

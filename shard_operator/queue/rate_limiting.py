@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import redis
 
+from shard_operator.clock import Clock, system_clock
 from shard_operator.keys import Keys
-from shard_operator.queue.base import Item, TokenBucket
-from shard_operator.queue.clock import Clock, system_clock
 from shard_operator.queue.delaying import DelayingQueue
-from shard_operator.queue.ratelimit import ExponentialFailureRateLimiter, RateLimiter
+from shard_operator.queue.limiters import ExponentialFailureRateLimiter, RateLimiter
+from shard_operator.queue.workqueue import Item, TokenBucket
 
 __all__ = ["DEFAULT_BUCKET", "RateLimitingQueue"]
 

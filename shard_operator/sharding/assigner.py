@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import redis
 
+from shard_operator.clock import Clock, system_clock
 from shard_operator.keys import Keys
-from shard_operator.queue.clock import Clock, system_clock
 from shard_operator.sharding.hashing import LUA_HRW
 from shard_operator.storage import redis_errors
 

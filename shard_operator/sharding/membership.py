@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import redis
 
+from shard_operator.clock import Clock, system_clock
 from shard_operator.keys import Keys, validate_shard_id
-from shard_operator.queue.clock import Clock, system_clock
 from shard_operator.storage import redis_errors
 
 __all__ = ["Membership", "live_members"]

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import redis
 
+from shard_operator.clock import Clock, system_clock
 from shard_operator.errors import ClaimLostError, ShutDownError
 from shard_operator.keys import Keys, validate_shard_id
 from shard_operator.queue import scripts
-from shard_operator.queue.clock import Clock, system_clock
 
 __all__ = ["Item", "TokenBucket", "WorkQueue"]
 
@@ -142,7 +142,7 @@ class WorkQueue:
         """Release ``item``'s claim; see the class contract.
 
         ``forget=True`` also clears the key's failure count in the ``failures`` hash (what
-        :class:`~shard_operator.queue.ratelimit.ExponentialFailureRateLimiter` counts), in the same
+        :class:`~shard_operator.queue.limiters.ExponentialFailureRateLimiter` counts), in the same
         round trip: the success path of a reconcile costs one trip instead of two.
         """
         with scripts.redis_errors():

@@ -3,7 +3,7 @@
 A rate limiter decides how long a failing key waits before it is queued again. The per-key failure
 counts live in Redis, so every worker of every pod sees the same backoff for a key. Limiters
 compose with :class:`MaxOf`. The global token bucket is not a limiter here: it is taken when a key
-is handed out (:class:`~shard_operator.queue.base.TokenBucket`), not reserved when it is added.
+is handed out (:class:`~shard_operator.queue.workqueue.TokenBucket`), not reserved when it is added.
 """
 
 from __future__ import annotations
