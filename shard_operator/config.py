@@ -3,23 +3,77 @@
 The command line (:mod:`shard_operator.cli`) fills a :class:`Config` from flags, falling back to
 ``SHARD_OPERATOR_<OPTION>`` environment variables, then to these defaults. :meth:`Config.validate`
 raises :class:`~shard_operator.errors.ConfigError` with one line naming the bad value, so a bad
-deployment fails at start with a clear reason instead of a traceback.
+deployment fails at start, before any worker process exists, with a clear reason instead of a
+traceback: every number is finite and within a sane range, and the timings that depend on one another
+(the Lease's, a shard's heartbeat and TTL) are checked together. :func:`redact_url` keeps credentials
+out of every message that shows a URL.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from shard_operator.errors import ConfigError
 from shard_operator.keys import validate_shard_id
 
-__all__ = ["ENV_PREFIX", "Config", "in_cluster_namespace"]
+__all__ = ["ENV_PREFIX", "Config", "in_cluster_namespace", "redact_url"]
 
 ENV_PREFIX = "SHARD_OPERATOR_"
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+#: client-go's rule: a candidate waits ``retry_period * (1 + U[0, 1.2))`` between attempts, so the renew
+#: deadline must leave room for one jittered retry (the same factor as ``leaderelection.JITTER_FACTOR``).
+LEASE_JITTER_FACTOR = 1.2
+#: Redis connections of a worker process beyond one per reconcile thread (heartbeat, claim renewer,
+#: cache reader, a fencing check): the size of its connection pool is ``threads + REDIS_SPARE_CONNECTIONS``.
+REDIS_SPARE_CONNECTIONS = 8
+
+# option -> (lowest, highest), both allowed. The limits keep a pod within Redis's default 10,000 clients
+# (64 workers x (128 + 8) connections) and every timing in a range where the scripts and waits work.
+_RANGES: dict[str, tuple[float, float]] = {
+    "workers": (1, 64),
+    "threads": (1, 128),
+    "job_workers": (0, 64),
+    "qps": (0, 1_000_000),
+    "burst": (1, 1_000_000),
+    "lease_duration": (1, 3600),
+    "renew_deadline": (0.1, 3600),
+    "retry_period": (0.05, 3600),
+    # claims are renewed every claim_ttl / 3: below 1.5 s a key-holding thread would renew more than
+    # twice a second and a Redis hiccup of half a second would lose the claim
+    "claim_ttl": (1.5, 86_400),
+    "member_ttl": (0.2, 3600),
+    "heartbeat_interval": (0.05, 600),
+    "coordinate_interval": (0.05, 60),
+    "drain_timeout": (0.1, 3600),
+    "restart_backoff": (0.05, 600),
+    "job_timeout": (1, 7 * 86_400),
+}
+_WHOLE = {"workers", "threads", "job_workers", "burst"}
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@")
+_SECRET_PARAM = re.compile(r"(?P<name>[?&;](?:password|passwd|pass|pwd|token|secret)=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``.
+
+    ``redis://user:secret@host/0`` becomes ``redis://user:***@host/0``, ``redis://secret@host`` becomes
+    ``redis://***@host`` and ``?password=secret`` becomes ``?password=***``. Works on whole messages
+    (an exception's text that quotes a URL), not only on a URL alone.
+    """
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+    return _SECRET_PARAM.sub(lambda m: f"{m['name']}***", _USERINFO.sub(userinfo, text))
 
 
 def in_cluster_namespace(default: str = "default") -> str:
@@ -30,13 +84,18 @@ def in_cluster_namespace(default: str = "default") -> str:
         return default
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 @dataclass
 class Config:
     """Options of one manager (one pod). Durations are in seconds.
 
     ``pod_name`` names this pod: it is the leader-election identity and the prefix of its shard ids
     (``<pod_name>-w<i>``), so in a StatefulSet the ordinal names the shards. ``qps``/``burst`` are the
-    global token bucket of the work queue (``qps <= 0`` disables it), shared by every worker of every pod.
+    global token bucket of the work queue (``qps == 0`` disables it), shared by every worker of every pod.
+    Its ``repr`` shows the Redis URL without credentials.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -66,25 +125,29 @@ class Config:
     job_workers: int | None = None
     job_timeout: float = 180.0
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return redact_url(f"Config({shown})")
+
     def validate(self) -> Config:
         """Check every value; returns ``self``. Raises ConfigError naming the first bad option."""
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
-        if self.job_workers is not None and self.job_workers < 0:
-            raise ConfigError(f"--job-workers must be >= 0, got {self.job_workers}")
-        if self.job_timeout <= 0:
-            raise ConfigError(f"--job-timeout must be > 0, got {self.job_timeout}")
-        if self.burst < 1:
-            raise ConfigError(f"--burst must be >= 1, got {self.burst}")
-        for name in ("claim_ttl", "member_ttl", "heartbeat_interval", "coordinate_interval", "drain_timeout",
-                     "restart_backoff"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.heartbeat_interval >= self.member_ttl:
-            raise ConfigError(f"--heartbeat-interval ({self.heartbeat_interval}s) must be shorter than "
-                              f"--member-ttl ({self.member_ttl}s)")
+        for name, (lowest, highest) in _RANGES.items():
+            self._check_range(name, lowest, highest)
+        if self.lease_duration != int(self.lease_duration):
+            raise ConfigError(f"--lease-duration must be a whole number of seconds, got {self.lease_duration}")
+        if self.lease_duration <= self.renew_deadline:
+            raise ConfigError(f"--lease-duration ({self.lease_duration:g}s) must be longer than --renew-deadline "
+                              f"({self.renew_deadline:g}s): a leader must give up before its Lease expires")
+        if self.renew_deadline <= LEASE_JITTER_FACTOR * self.retry_period:
+            raise ConfigError(f"--renew-deadline ({self.renew_deadline:g}s) must be longer than "
+                              f"{LEASE_JITTER_FACTOR} x --retry-period ({self.retry_period:g}s), "
+                              "to leave room for one jittered retry")
+        if self.member_ttl < 2 * self.heartbeat_interval:
+            raise ConfigError(f"--heartbeat-interval ({self.heartbeat_interval:g}s) must be at most half of "
+                              f"--member-ttl ({self.member_ttl:g}s): a shard must survive one missed heartbeat")
+        if not self.redis_url.startswith(_REDIS_SCHEMES):
+            raise ConfigError(f"--redis-url {redact_url(self.redis_url)!r} must start with "
+                              f"{', '.join(_REDIS_SCHEMES)}")
         try:
             validate_shard_id(self.shard_ids[0])
         except ValueError:
@@ -95,6 +158,25 @@ class Config:
         if self.namespaces is not None and not self.namespaces:
             self.namespaces = None
         return self
+
+    def _check_range(self, name: str, lowest: float, highest: float) -> None:
+        value = getattr(self, name)
+        if value is None and name == "job_workers":
+            return
+        whole = name in _WHOLE
+        try:
+            number = float(value)
+            fits = math.isfinite(number) and lowest <= number <= highest and (not whole or number == int(number))
+        except (TypeError, ValueError):
+            fits = False
+        if not fits:
+            kind = "a whole number" if whole else "a number" if name == "qps" else "a number of seconds"
+            raise ConfigError(f"{_flag(name)} must be {kind} from {lowest:g} to {highest:g}, got {value!r}")
+
+    @property
+    def redis_max_connections(self) -> int:
+        """The size of each worker process's Redis connection pool: one per thread, and spares."""
+        return self.threads + REDIS_SPARE_CONNECTIONS
 
     @property
     def shard_ids(self) -> list[str]:

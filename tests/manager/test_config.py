@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shard_operator.cli import build_parser, config_from_args, load_operator
-from shard_operator.config import Config
+from shard_operator.config import Config, redact_url
 from shard_operator.errors import ConfigError
+from shard_operator.manager import connect_redis
 from shard_operator.operator import Operator
 
 
@@ -32,9 +33,25 @@ def test_the_lease_defaults_to_the_controller_name_in_the_pods_namespace() -> No
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"workers": 0}, "--workers must be >= 1"),
-    ({"threads": 0}, "--threads must be >= 1"),
+    ({"workers": 0}, "--workers must be a whole number from 1 to 64, got 0"),
+    ({"threads": 0}, "--threads must be a whole number from 1 to 128, got 0"),
     ({"heartbeat_interval": 5.0, "member_ttl": 2.0}, "--heartbeat-interval"),
+    ({"heartbeat_interval": 1.5, "member_ttl": 2.0}, "must survive one missed heartbeat"),
+    ({"heartbeat_interval": float("nan")}, "--heartbeat-interval must be a number of seconds from .*got nan"),
+    ({"claim_ttl": float("inf")}, "--claim-ttl must be a number of seconds from 1.5 to 86400, got inf"),
+    ({"claim_ttl": 1.0}, "--claim-ttl"),
+    ({"threads": 100000}, "--threads must be a whole number from 1 to 128"),
+    ({"workers": 1000}, "--workers must be a whole number from 1 to 64"),
+    ({"qps": -1.0}, "--qps must be a number from 0"),
+    ({"burst": 2.5}, "--burst must be a whole number"),
+    ({"job_workers": -1}, "--job-workers"),
+    ({"job_timeout": float("nan")}, "--job-timeout"),
+    ({"drain_timeout": 0.0}, "--drain-timeout"),
+    ({"lease_duration": 5.0}, r"--lease-duration \(5s\) must be longer than --renew-deadline \(10s\)"),
+    ({"lease_duration": 15.5}, "--lease-duration must be a whole number of seconds"),
+    ({"renew_deadline": 2.0, "retry_period": 2.0}, r"--renew-deadline \(2s\) must be longer than 1.2 x --retry-period"),
+    ({"retry_period": float("-inf")}, "--retry-period"),
+    ({"redis_url": "http://u:secret@host:6379/0"}, r"--redis-url 'http://u:\*\*\*@host:6379/0' must start with"),
     ({"pod_name": "bad pod"}, "--pod-name"),
     ({"metrics_address": "localhost:http"}, "--metrics-address"),
     ({"kubeconfig": "/does/not/exist"}, "kubeconfig /does/not/exist does not exist"),
@@ -57,3 +74,35 @@ def test_app_loads_an_operator_and_explains_every_way_it_cannot() -> None:
                           ("examples.widgets:WIDGETS", "not a shard_operator.Operator")]:
         with pytest.raises(ConfigError, match=message):
             load_operator(spec)
+
+
+def test_the_timings_the_e2e_harness_and_the_defaults_use_are_valid() -> None:
+    Config(pod_name="p").validate()
+    Config(pod_name="p", lease_duration=3, renew_deadline=2, retry_period=0.5, claim_ttl=3, member_ttl=2,
+           heartbeat_interval=0.5, qps=0, threads=128, workers=64).validate()
+
+
+def test_each_worker_process_gets_a_redis_pool_sized_from_its_threads() -> None:
+    assert Config(pod_name="p", threads=4).redis_max_connections == 12
+    assert Config(pod_name="p", threads=128).redis_max_connections == 136
+
+
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("redis://user:hunter2@db:6379/0", "redis://user:***@db:6379/0"),
+    ("rediss://:hunter2@db:6380", "rediss://:***@db:6380"),
+    ("redis://hunter2@db", "redis://***@db"),
+    ("unix:///run/redis.sock?db=1&password=hunter2", "unix:///run/redis.sock?db=1&password=***"),
+    ("redis://db/0?Password=hunter2&db=2", "redis://db/0?Password=***&db=2"),
+    ("cannot reach redis://u:hunter2@db:1/0: Error 111", "cannot reach redis://u:***@db:1/0: Error 111"),
+    ("redis://db:6379/0", "redis://db:6379/0"),
+])
+def test_redact_url_hides_passwords_in_urls_anywhere_in_a_message(text, redacted) -> None:
+    assert redact_url(text) == redacted
+
+
+def test_neither_a_config_nor_an_unreachable_redis_message_shows_the_password() -> None:
+    assert "hunter2" not in repr(Config(pod_name="p", redis_url="redis://u:hunter2@127.0.0.1:9/0"))
+    for url in ("redis://u:hunter2@127.0.0.1:9/0", "redis://127.0.0.1:9/0?password=hunter2"):
+        with pytest.raises(ConfigError, match="cannot reach Redis at redis://") as raised:
+            connect_redis(url)
+        assert "hunter2" not in str(raised.value) and "***" in str(raised.value)
