@@ -1,6 +1,8 @@
 """What ``shard-operator status`` reports: the leader (from the Lease) and the queue's state (from Redis).
 
-Everything is read, nothing written, so it is safe to run against a live deployment.
+Everything is read, nothing written, so it is safe to run against a live deployment. For each retrying
+key it shows the failures, when the key is due, and the last error a worker stored for it in the hash
+``<prefix>:errors`` (key -> ``"ExcType: message"``, see :func:`errors_key`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ from shard_operator.sharding import live_members
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["collect_status", "format_status"]
+__all__ = ["LAST_ERROR_LIMIT", "collect_status", "errors_key", "format_status"]
+
+#: The longest last-error message shown (the worker stores at most this many characters too).
+LAST_ERROR_LIMIT = 300
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def errors_key(keys: Keys) -> str:
+    """``<prefix>:errors``: HASH key -> the last reconcile error of a retrying key, ``"ExcType: message"``."""
+    return f"{keys.prefix}:errors"
 
 
 def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClient | None = None,
@@ -38,6 +48,7 @@ def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClien
     now = time.time()
     failures = {_text(key): int(count) for key, count in client.hgetall(keys.failures).items()}
     delayed = {_text(key): float(due) for key, due in client.zrange(keys.delayed, 0, -1, withscores=True)}
+    errors = {_text(key): _text(text)[:LAST_ERROR_LIMIT] for key, text in client.hgetall(errors_key(keys)).items()}
     status: dict[str, Any] = {
         "controller": controller,
         "leader": None,
@@ -49,7 +60,8 @@ def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClien
         "dirty": int(client.hlen(keys.dirty)),
         "in_flight": sorted(_text(key) for key in client.hkeys(keys.processing)),
         "retrying": {key: {"failures": failures.get(key, 0),
-                           "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None}
+                           "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None,
+                           "last_error": errors.get(key)}
                      for key in sorted(set(failures) | set(delayed))},
     }
     jobs = job_summary(client, controller, [controller_queue(controller)])
@@ -81,7 +93,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"retrying:    {len(status['retrying'])}")
     for key, info in status["retrying"].items():
         due = f", due in {info['due_in']}s" if info["due_in"] is not None else ""
-        lines.append(f"  {key}: {info['failures']} failure(s){due}")
+        last_error = f"; last error: {info['last_error']}" if info.get("last_error") else ""
+        lines.append(f"  {key}: {info['failures']} failure(s){due}{last_error}")
     lines.append(f"jobs:        {len(status.get('jobs', {}))} object(s) with background jobs")
     for key, found in status.get("jobs", {}).items():
         failed = ", ".join(f"{f['name']} ({f['error']})" for f in found["failed"])
