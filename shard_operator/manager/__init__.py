@@ -3,8 +3,9 @@
 - :mod:`.core`: :class:`Manager`, start-up checks, the supervision loop, ordered shutdown.
 - :mod:`.leading`: what runs while this pod leads (informers → cache + queue; the coordinator).
 - :mod:`.context`: what each worker process builds after the fork (cache reader, API client).
-- :mod:`.health`: ``/healthz``, ``/readyz`` and ``/metrics``.
-- :mod:`.status`: the state ``shard-operator status`` reports, read from the Lease and Redis.
+- :mod:`.health`: ``/healthz``, ``/readyz`` and ``/metrics``, on a fixed number of threads.
+- :mod:`.status`: the state ``shard-operator status`` reports, read from the Lease and Redis, with the
+  last error of each retrying key.
 """
 
 from shard_operator.manager.context import MetricRequestCounter, WorkerContextFactory

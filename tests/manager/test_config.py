@@ -7,7 +7,7 @@ import pytest
 from shard_operator.cli import build_parser, config_from_args, load_operator
 from shard_operator.config import Config, redact_url
 from shard_operator.errors import ConfigError
-from shard_operator.manager import connect_redis
+from shard_operator.manager import Manager, connect_redis
 from shard_operator.operator import Operator
 
 
@@ -83,8 +83,9 @@ def test_the_timings_the_e2e_harness_and_the_defaults_use_are_valid() -> None:
 
 
 def test_each_worker_process_gets_a_redis_pool_sized_from_its_threads() -> None:
-    assert Config(pod_name="p", threads=4).redis_max_connections == 12
     assert Config(pod_name="p", threads=128).redis_max_connections == 136
+    manager = Manager(load_operator("examples.widgets:operator"), Config(pod_name="p", threads=4, workers=2))
+    assert [spec.redis_options for spec in manager._specs()] == [{"max_connections": 12}] * 2
 
 
 @pytest.mark.parametrize(("text", "redacted"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import socket
@@ -10,7 +11,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -104,6 +107,30 @@ def test_the_listening_socket_is_bound_at_construction_so_a_busy_port_fails_befo
             HealthServer("127.0.0.1", first.port, healthy=lambda: (True, "ok"), ready=lambda: (True, "ok"))
     finally:
         first.close()
+
+
+def _set_and_sleep(running: Any) -> None:
+    running.set()
+    time.sleep(30)
+
+
+def test_a_forked_child_does_not_keep_the_health_port_bound() -> None:
+    server = HealthServer("127.0.0.1", 0, healthy=lambda: (True, "ok"), ready=lambda: (True, "ok"))
+    port = server.port
+    context = multiprocessing.get_context("fork")
+    running = context.Event()
+    with warnings.catch_warnings():  # Python 3.12 warns about fork() in a process with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = context.Process(target=_set_and_sleep, args=(running,))
+        child.start()
+    try:
+        assert running.wait(10)  # the child is past the fork hooks
+        server.close()
+        # Binding fails with "Address already in use" while the child still holds the listening socket.
+        HealthServer("127.0.0.1", port, healthy=lambda: (True, "ok"), ready=lambda: (True, "ok")).close()
+    finally:
+        child.kill()
+        child.join()
 
 
 @pytest.fixture
