@@ -73,8 +73,8 @@ def connect_api(kubeconfig: str | None) -> ApiClient:
         return load_api_client(kubeconfig)
     except Exception as exc:  # kubernetes.config.ConfigException, a missing or malformed file
         where = kubeconfig or "$KUBECONFIG, ~/.kube/config or the in-cluster service account"
-        raise ConfigError(f"cannot load a Kubernetes configuration from {where}: {exc}".replace("\n", " ")) \
-            from None
+        message = f"cannot load a Kubernetes configuration from {where}: {exc}".replace("\n", " ")
+        raise ConfigError(redact_url(message)) from None
 
 
 class Manager:
