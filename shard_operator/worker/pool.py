@@ -48,7 +48,7 @@ class WorkerSpec:
     bucket: TokenBucket | None = field(default_factory=lambda: TokenBucket(qps=10.0, burst=100))
     #: Extra keyword arguments for ``redis.Redis.from_url`` in the child (TLS options, a connection class).
     redis_options: dict[str, Any] = field(default_factory=dict)
-    #: Called in the child with its Redis client; returns :class:`~.runner.Context` fields (``cache``,
+    #: Called in the child with its Redis client; returns the context parts of :class:`~.runner.ShardWorker` (``cache``,
     #: ``client``, ``recorder``, ``resource``). The manager builds the API client here, after the fork.
     context_factory: Callable[[Any], dict[str, Any]] | None = None
 
