@@ -32,7 +32,7 @@ lint: venv
 	$(VENV)/bin/ruff check shard_operator tests loadtest examples
 
 typecheck: venv
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy && $(VENV)/bin/mypy --strict --follow-imports=silent examples/
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shard_operator import For, Operator, Request, Resource, Result, client
+from shard_operator import Context, For, Operator, Reconciler, Request, Resource, Result, client
 from shard_operator.client import find_condition, generation, open_crd, set_condition, set_controller_reference
 from shard_operator.jobs import task
-from shard_operator.worker.runner import Context
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 GROUP, VERSION, PLURAL, KIND = "example.shard-operator.dev", "v1", "widgets", "Widget"
 WIDGETS = Resource(GROUP, VERSION, PLURAL)
@@ -35,12 +37,11 @@ FINALIZER = f"{GROUP}/cleanup"
 CRD: dict[str, Any] = open_crd(WIDGETS, KIND)
 
 
-def make_reconcile(finalizer: bool) -> Any:
+def make_reconcile(finalizer: bool) -> Reconciler:
     def reconcile(request: Request, ctx: Context) -> Result | None:
         widget = ctx.get(request)
         if widget is None:  # deleted: nothing left to do
             return None
-        assert ctx.client is not None and ctx.recorder is not None
         meta = widget["metadata"]
         if meta.get("deletionTimestamp"):
             if finalizer and FINALIZER in (meta.get("finalizers") or []):
@@ -76,7 +77,6 @@ def reconcile_with_job(request: Request, ctx: Context) -> Result | None:
     widget = ctx.get(request)
     if widget is None:
         return None
-    assert ctx.client is not None
     current = generation(widget)
     status = widget.get("status") or {}
     if status.get("observedGeneration") == current and "area" in status:
@@ -105,9 +105,8 @@ def reconcile_owned(request: Request, ctx: Context) -> Result | None:
     widget = ctx.get(request)
     if widget is None:
         return None  # the API server's garbage collector removes owned objects
-    assert ctx.client is not None and ctx.cache is not None
     wanted = {"size": str((widget.get("spec") or {}).get("size", 0))}
-    owned = ctx.cache.list_owned(CONFIGMAPS.name, widget["metadata"]["uid"])
+    owned = ctx.cache.list_owned(CONFIGMAPS, widget["metadata"]["uid"])
     current = next((cm for cm in owned if cm["metadata"]["name"] == f"{request.name}-data"), None)
     if current is None:
         configmap = {"apiVersion": "v1", "kind": "ConfigMap", "data": wanted,
@@ -128,7 +127,7 @@ finalizing = Operator(name="widgets-finalizing", reconcile=make_reconcile(finali
                       for_=For(WIDGETS, kind=KIND))
 
 
-def install_crd(api_client: Any, timeout: float = 30.0) -> None:
+def install_crd(api_client: ApiClient, timeout: float = 30.0) -> None:
     """Create the Widget CRD (if missing) and wait until the API server serves it."""
     client.install_crd(api_client, CRD, timeout=timeout)
 

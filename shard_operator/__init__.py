@@ -6,6 +6,7 @@ rate-limited work queues (one per shard), and runs sharded worker processes that
 them. See the README and DESIGN for the architecture.
 """
 
+from shard_operator.context import Context, NoJobQueueError
 from shard_operator.errors import (
     ConfigError,
     ShardOperatorError,
@@ -16,12 +17,12 @@ from shard_operator.handler import For, Owns, Watches
 from shard_operator.operator import Operator
 from shard_operator.reconcile import Reconciler, Request, Result
 from shard_operator.source import Resource
-from shard_operator.worker.runner import Context
 
 __all__ = [
     "ConfigError",
     "Context",
     "For",
+    "NoJobQueueError",
     "Operator",
     "Owns",
     "Reconciler",

@@ -32,7 +32,7 @@ class Operator:
       (``so:{<name>}:…``), the default Lease (``<name>-leader``) and the field manager of writes.
     - ``owns`` and ``watches`` are extra handlers; each resource they name gets its own informer and
       its own slice of the shared cache, so a reconciler can read owned objects with
-      ``ctx.cache.list_owned(resource.name, uid)``.
+      ``ctx.cache.list_owned(resource, uid)``.
     - ``namespaces`` (None: all), ``label_selector`` and ``field_selector`` scope the primary
       resource's watch on the server; the command line may override them.
     - ``transform`` runs on every object before it is cached (default: drop ``managedFields``).

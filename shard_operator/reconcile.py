@@ -26,9 +26,12 @@ arrived during the reconcile is handed out again exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shard_operator.errors import TemporaryError, TerminalError
+
+if TYPE_CHECKING:
+    from shard_operator.context import Context
 
 __all__ = ["Reconciler", "Request", "Result", "TemporaryError", "TerminalError"]
 
@@ -72,8 +75,10 @@ class Result:
 class Reconciler(Protocol):
     """Makes the world match one object's desired state; see the module docstring for outcomes.
 
-    ``ctx`` gives the shared cache, an API client, an event recorder and a logger. A reconciler must be
+    What the worker calls, once per handed-out key: any function ``reconcile(request, ctx)`` with these
+    types is one (the arguments are positional). ``ctx`` (:class:`~shard_operator.context.Context`) gives
+    the shared cache, an API client, an event recorder, a logger and background jobs. A reconciler must be
     idempotent and must not assume it sees every intermediate state of the object.
     """
 
-    def __call__(self, request: Request, ctx: Any) -> Result | None: ...
+    def __call__(self, request: Request, ctx: Context, /) -> Result | None: ...

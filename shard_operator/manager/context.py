@@ -37,7 +37,8 @@ class MetricRequestCounter(RequestCounter):
 
 @dataclass(frozen=True)
 class WorkerContextFactory:
-    """Builds the :class:`~shard_operator.worker.runner.Context` fields of one worker process."""
+    """Builds the parts of each :class:`~shard_operator.context.Context` of one worker process: the keyword
+    arguments of :class:`~shard_operator.worker.runner.ShardWorker` (``jobs`` is None without a job queue)."""
 
     controller: str
     resource: Resource

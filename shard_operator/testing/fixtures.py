@@ -6,21 +6,26 @@ Enable them in a ``conftest.py`` with ``pytest_plugins = ["shard_operator.testin
 - ``redis_url`` (function): a URL of a database of that server, flushed before the test.
 - ``control_plane`` (session): etcd + kube-apiserver, with ``kubeconfig`` and ``api_client()``.
 - ``namespace`` (function): a fresh namespace on the control plane, deleted afterwards.
+- ``operator_runner`` (function): starts :class:`~shard_operator.testing.OperatorRunner` s against those
+  (``operator_runner("myoperator:operator")``), scoped to ``namespace``; all are stopped after the test.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from shard_operator.testing.controlplane import ControlPlane
 from shard_operator.testing.redis_server import RedisServer
+from shard_operator.testing.runner import OperatorRunner
 
-__all__ = ["control_plane", "namespace", "redis_server", "redis_url"]
+__all__ = ["control_plane", "namespace", "operator_runner", "redis_server", "redis_url"]
 
 _db_numbers = itertools.cycle(range(1, 16))
 
@@ -60,3 +65,23 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         yield name
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def operator_runner(control_plane: ControlPlane, redis_url: str, namespace: str,
+                    tmp_path: Path) -> Iterator[Callable[..., OperatorRunner]]:
+    """Start ``shard-operator run --app APP`` for this test's namespace and Redis database; keyword
+    arguments go to :class:`OperatorRunner` (``pod=``, ``workers=``, ``settings=``). The runners are
+    started (not waited for) and stopped with SIGTERM after the test; their logs stay in ``tmp_path``."""
+    started: list[OperatorRunner] = []
+
+    def start(app: str, **options: Any) -> OperatorRunner:
+        options = {"kubeconfig": control_plane.kubeconfig, "redis_url": redis_url, "namespace": namespace,
+                   "log_dir": tmp_path, **options}
+        runner = OperatorRunner(app, **options)
+        started.append(runner)
+        return runner.start()
+
+    yield start
+    for runner in started:
+        runner.stop()

@@ -46,10 +46,9 @@ class WorkerSpec:
     heartbeat_interval: float = 2.0
     get_timeout: float = 1.0
     bucket: TokenBucket | None = field(default_factory=lambda: TokenBucket(qps=10.0, burst=100))
-    context_extra: dict[str, Any] = field(default_factory=dict)
     #: Extra keyword arguments for ``redis.Redis.from_url`` in the child (TLS options, a connection class).
     redis_options: dict[str, Any] = field(default_factory=dict)
-    #: Called in the child with its Redis client; returns :class:`~.runner.Context` fields (``cache``,
+    #: Called in the child with its Redis client; returns the context parts of :class:`~.runner.ShardWorker` (``cache``,
     #: ``client``, ``recorder``, ``resource``). The manager builds the API client here, after the fork.
     context_factory: Callable[[Any], dict[str, Any]] | None = None
 
@@ -71,7 +70,7 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
     membership = Membership(client, keys, spec.shard)
     context = spec.context_factory(client) if spec.context_factory is not None else {}
     worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard, owner=owner,
-                         threads=spec.threads, get_timeout=spec.get_timeout, context_extra=spec.context_extra,
+                         threads=spec.threads, get_timeout=spec.get_timeout,
                          **context)
     parent = os.getppid()
 

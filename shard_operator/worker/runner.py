@@ -13,125 +13,67 @@ through the rate limiter (I4).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shard_operator import metrics
-from shard_operator.errors import ClaimLostError, ShutDownError, StorageError
+from shard_operator.context import Context, JobQueue, ObjectCache, no_job_queue
+from shard_operator.errors import ClaimLostError, ConfigError, ShutDownError, StorageError
 from shard_operator.queue import Item, RateLimitingQueue
-from shard_operator.reconcile import Request, Result
+from shard_operator.reconcile import Reconciler, Request
 from shard_operator.worker.outcome import Action, Decision, decide
 
 if TYPE_CHECKING:
-    from shard_operator.cache import CacheReader
     from shard_operator.client import Client, EventRecorder
-    from shard_operator.jobs import JobRef, Jobs, JobsHandle, JobState
     from shard_operator.source import Resource
 
-__all__ = ["Context", "ReconcileFn", "ShardWorker"]
+__all__ = ["ReconcileFn", "ShardWorker"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Context:
-    """What a reconcile gets besides its :class:`Request`.
+ReconcileFn = Reconciler  # the name the pool and the operator definition use
 
-    Under the manager, ``cache`` reads the shared cache (every watched resource, by its
-    ``Resource.name``), ``client`` writes through the API with optimistic concurrency (counted by
-    verb), ``recorder`` records Kubernetes Events and ``resource`` is the primary resource, so
-    :meth:`get` reads the request's object; :meth:`enqueue_job` and :meth:`job` run slow work as
-    background jobs of the request's object (``jobs``). ``request`` is the request being reconciled: each
-    reconcile gets its own copy of the context. Anything in ``extra`` is also an attribute.
-    """
 
-    controller: str
-    shard: str
-    queue: RateLimitingQueue
-    logger: logging.Logger
-    extra: dict[str, Any]
-    cache: CacheReader | None = None
-    client: Client | None = None
-    recorder: EventRecorder | None = None
-    resource: Resource | None = None
-    jobs: Jobs | None = None
-    request: Request | None = None
+class _Unavailable:
+    """Stands in for a context part of a worker started without it (tests of the loop itself): any use
+    raises a :class:`~shard_operator.errors.ConfigError` naming the part. A manager always gives every part."""
 
-    def __post_init__(self) -> None:
-        # ``extra`` may provide any field left unset (tests and authors inject a cache or jobs this way).
-        for name in ("cache", "client", "recorder", "resource", "jobs"):
-            if getattr(self, name) is None and name in self.extra:
-                setattr(self, name, self.extra[name])
-
-    def enqueue_job(self, task: Any, *args: Any, name: str | None = None, timeout: float | None = None,
-                    retry: int = 0, generation: int | None = None, **kwargs: Any) -> JobRef:
-        """Run ``task(*args, **kwargs)`` as a background job of this reconcile's object and return at once.
-
-        Idempotent per (object, generation, ``name``): enqueuing again returns the same job. When it ends,
-        the object's key comes back on the work queue; read the outcome with :meth:`job`. Arguments must be
-        JSON (:class:`~shard_operator.errors.JobSerializationError` otherwise) and ``task`` registered.
-        """
-        ref = self._jobs_handle(generation).enqueue_job(task, *args, name=name, timeout=timeout, retry=retry,
-                                                        **kwargs)
-        if ref.created and self.request is not None and self.jobs is not None:
-            # Backstop: the job's end adds the key back; should that add be lost (the job worker died
-            # between saving the outcome and the add), this reconcile still comes after the job's time
-            # limit (every try of it) has passed.
-            limit = timeout if timeout is not None else self.jobs.default_timeout
-            self.queue.add_after(self.request.key, limit * (retry + 1) + 5.0)
-        return ref
-
-    def job(self, name: str, generation: int | None = None) -> JobState | None:
-        """This generation's job called ``name`` (None if none was enqueued for it)."""
-        return self._jobs_handle(generation).job(name)
-
-    def _jobs_handle(self, generation: int | None) -> JobsHandle:
-        if self.jobs is None or self.request is None:
-            raise RuntimeError("background jobs need a worker started by the manager (or a context with jobs)")
-        if generation is None:
-            obj = self.get(self.request) if self.cache is not None else None
-            generation = int((obj or {}).get("metadata", {}).get("generation") or 0)
-        return self.jobs.for_request(self.request.key, generation)
-
-    def get(self, request: Request) -> dict[str, Any] | None:
-        """The request's object of the primary resource from the shared cache; None when it is gone."""
-        if self.cache is None or self.resource is None:
-            raise RuntimeError("this context has no shared cache (the worker was not started by a manager)")
-        return self.cache.get(self.resource.name, request.key)
+    def __init__(self, part: str) -> None:
+        self._part = part
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["extra"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-ReconcileFn = Callable[[Request, Context], "Result | None"]
+        raise ConfigError(f"ctx.{self._part}.{name}: this worker was started without a {self._part} "
+                          "(a worker started by the manager always has one)")
 
 
 class ShardWorker:
     """Consumes one shard's keys with ``threads`` concurrent loops until :meth:`stop`.
 
-    ``get_timeout`` bounds each wait for a key, so a stop request is seen within that time. ``context``
-    sets the :class:`Context` fields ``cache``, ``client``, ``recorder`` and ``resource``. Redis
+    ``get_timeout`` bounds each wait for a key, so a stop request is seen within that time. ``cache``,
+    ``client``, ``recorder``, ``resource`` and ``jobs`` are the parts of each reconcile's
+    :class:`~shard_operator.context.Context` (the manager gives all of them; ``jobs`` is None when the
+    operator has no job queue, and a part left out raises ConfigError when a reconcile uses it). Redis
     failures are logged and retried with a capped backoff instead of ending the loop.
     """
 
-    def __init__(self, queue: RateLimitingQueue, reconcile: ReconcileFn, *, controller: str, shard: str,
-                 owner: str, threads: int = 1, get_timeout: float = 1.0,
-                 context_extra: dict[str, Any] | None = None, **context: Any) -> None:
+    def __init__(self, queue: RateLimitingQueue, reconcile: Reconciler, *, controller: str, shard: str,
+                 owner: str, threads: int = 1, get_timeout: float = 1.0, cache: ObjectCache | None = None,
+                 client: Client | None = None, recorder: EventRecorder | None = None,
+                 resource: Resource | None = None, jobs: JobQueue | None = None) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.queue, self.reconcile = queue, reconcile
         self.controller, self.shard, self.owner, self.threads = controller, shard, owner, threads
         self.get_timeout = get_timeout
-        self.context = Context(controller, shard, queue, logging.getLogger(f"shard_operator.{controller}"),
-                               dict(context_extra or {}), **context)
+        self._logger = logging.getLogger(f"shard_operator.{controller}")
+        self._cache = cache if cache is not None else cast("ObjectCache", _Unavailable("cache"))
+        self._client = client if client is not None else cast("Client", _Unavailable("client"))
+        self._recorder = recorder if recorder is not None else cast("EventRecorder", _Unavailable("recorder"))
+        self._resource = resource if resource is not None else cast("Resource", _Unavailable("resource"))
+        self._jobs = jobs if jobs is not None else no_job_queue(controller)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
         self._inflight: dict[tuple[str, str], tuple[Item, float]] = {}
@@ -197,7 +139,7 @@ class ShardWorker:
             self._inflight[(item.key, item.token)] = (item, started)
         try:
             request = Request.from_key(item.key)
-            returned = self.reconcile(request, dataclasses.replace(self.context, request=request))
+            returned = self.reconcile(request, self.context_for(request))
             decision = decide(returned=returned)
         except Exception as exc:  # every reconcile failure goes through the outcome switch
             decision = decide(raised=exc)
@@ -211,6 +153,12 @@ class ShardWorker:
             metrics.RECONCILE_TIME.labels(self.controller).observe(elapsed)
             metrics.QUEUE_WORK_DURATION.labels(self.controller).observe(elapsed)
         return decision
+
+    def context_for(self, request: Request) -> Context:
+        """The context of one reconcile of ``request`` (about 1 µs: a plain slotted object)."""
+        return Context(request=request, controller=self.controller, shard=self.shard, logger=self._logger,
+                       cache=self._cache, client=self._client, recorder=self._recorder,
+                       resource=self._resource, queue=self.queue, jobs=self._jobs)
 
     def _finish(self, item: Item, decision: Decision) -> Item | None:
         """Apply ``decision`` and release the claim; returns the next item when it came in the same trip."""

@@ -1,17 +1,17 @@
-"""Fixtures of the end-to-end suite: the Widget CRD, a counted admin client, and manager subprocesses."""
+"""Fixtures of the end-to-end suite: the Widget CRD, a counted admin client, and manager subprocesses
+(:class:`~shard_operator.testing.OperatorRunner`, one per simulated pod)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from examples.widgets import install_crd
 from shard_operator.client import Client, RequestCounter
-from shard_operator.testing import ControlPlane
-from tests.e2e.harness import ManagerProcess
+from shard_operator.testing import ControlPlane, OperatorRunner
+from tests.e2e.observed import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -28,17 +28,11 @@ def kube(widgets_api: Any) -> Client:
 
 
 @pytest.fixture
-def start_manager(control_plane: ControlPlane, widgets_api: Any, redis_url: str, namespace: str,
-                  tmp_path: Path) -> Iterator[Callable[..., ManagerProcess]]:
-    """Start a manager subprocess for this test's namespace and Redis database; all are stopped after."""
-    started: list[ManagerProcess] = []
+def start_manager(widgets_api: Any, operator_runner: Callable[..., OperatorRunner]) -> Callable[..., OperatorRunner]:
+    """Start a manager subprocess (two workers) for this test's namespace and Redis database, as pod
+    ``pod``; ``settings`` are ``SHARD_OPERATOR_*`` options without the prefix. All are stopped after."""
 
-    def start(pod: str, app: str = "examples.widgets:operator", **env: str) -> ManagerProcess:
-        manager = ManagerProcess(pod, app=app, kubeconfig=control_plane.kubeconfig, redis_url=redis_url,
-                                 namespace=namespace, log_dir=tmp_path, **env)
-        started.append(manager.start())
-        return manager
+    def start(pod: str, app: str = "examples.widgets:operator", **settings: str) -> OperatorRunner:
+        return operator_runner(app, pod=pod, workers=2, settings=settings, cwd=ROOT)
 
-    yield start
-    for manager in started:
-        manager.close()
+    return start

@@ -17,7 +17,7 @@ from examples.widgets import FINALIZER, WIDGETS, widget
 from shard_operator.client import Client
 from shard_operator.errors import NotFoundError
 from shard_operator.testing import ControlPlane
-from tests.e2e.harness import ROOT, unobserved, wait_for
+from tests.e2e.observed import ROOT, unobserved
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -38,8 +38,8 @@ def test_api_server_stopped_and_restarted_mid_run_loses_nothing(
     with ThreadPoolExecutor(8) as pool:  # changes made after the restart are seen too
         list(pool.map(lambda obj: kube.patch(WIDGETS, obj, {"spec": {"size": -1}}), created[:10]))
     create(kube, namespace, range(60, 80))
-    wait_for(lambda: not unobserved(redis_url, namespace, 80), 60, "every widget to be observed", manager)
-    wait_for(lambda: manager.leading, 15, "the manager to lead again", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, 80), 60, "every widget to be observed")
+    manager.wait_for(lambda: manager.leading, 15, "the manager to lead again")
 
 
 def test_deleting_a_widget_runs_its_cleanup_once_and_removes_the_finalizer(
@@ -47,7 +47,7 @@ def test_deleting_a_widget_runs_its_cleanup_once_and_removes_the_finalizer(
     manager = start_manager("pod-0", app="examples.widgets:finalizing")
     manager.wait_ready()
     create(kube, namespace, range(5))
-    wait_for(lambda: not unobserved(redis_url, namespace, 5), 30, "the widgets to be observed", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, 5), 30, "the widgets to be observed")
     for i in range(5):
         obj = kube.get(WIDGETS, f"w-{i:03d}", namespace)
         assert FINALIZER in obj["metadata"]["finalizers"]
@@ -60,7 +60,7 @@ def test_deleting_a_widget_runs_its_cleanup_once_and_removes_the_finalizer(
         except NotFoundError:
             return all(_missing(kube, namespace, f"w-{i:03d}") for i in range(5))
 
-    wait_for(gone, 30, "the widgets to be deleted", manager)
+    manager.wait_for(gone, 30, "the widgets to be deleted")
     events = kube.request("list", WIDGETS, f"/api/v1/namespaces/{namespace}/events")["items"]
     cleaned = sorted(e["involvedObject"]["name"] for e in events if e["reason"] == "CleanedUp")
     assert cleaned == [f"w-{i:03d}" for i in range(5)]
@@ -98,7 +98,7 @@ def test_redis_losing_its_data_ends_in_convergence_without_a_manual_step(
     manager = start_manager("pod-0")
     manager.wait_ready()
     create(kube, namespace, range(20))
-    wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "every widget to be observed", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "every widget to be observed")
     reconciles = manager.metric("controller_runtime_reconcile_total", controller="widgets", result="success")
 
     client = redis.Redis.from_url(redis_url)
@@ -107,14 +107,15 @@ def test_redis_losing_its_data_ends_in_convergence_without_a_manual_step(
     finally:
         client.close()
     # The leader notices, relists into the cache and adds every key; the workers rejoin the ring.
-    wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "the cache to be refilled", manager)
-    wait_for(lambda: manager.metric("shard_operator_cache_relists_total", controller="widgets") >= 1, 15,
-             "the relist to be counted", manager)
-    wait_for(lambda: manager.metric("controller_runtime_reconcile_total", controller="widgets", result="success")
-             >= reconciles + 20, 30, "every widget to be reconciled again", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, 20), 30, "the cache to be refilled")
+    manager.wait_for(lambda: manager.metric("shard_operator_cache_relists_total", controller="widgets") >= 1, 15,
+                     "the relist to be counted")
+    manager.wait_for(lambda: manager.metric("controller_runtime_reconcile_total", controller="widgets",
+                                            result="success") >= reconciles + 20,
+                     30, "every widget to be reconciled again")
     # And the pipeline keeps working for changes made afterwards.
     obj = kube.get(WIDGETS, "w-003", namespace)
     kube.patch(WIDGETS, obj, {"spec": {"size": 99}})
     create(kube, namespace, range(20, 25))
-    wait_for(lambda: not unobserved(redis_url, namespace, 25), 30, "the later changes to be observed", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, 25), 30, "the later changes to be observed")
     manager.wait_ready()

@@ -12,7 +12,7 @@ import pytest
 
 from examples.widgets import WIDGETS, widget
 from shard_operator.client import Client
-from tests.e2e.harness import ROOT, wait_for
+from tests.e2e.observed import ROOT
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -32,12 +32,12 @@ def test_a_slow_job_computes_the_status_and_a_new_generation_gets_a_new_job(
     names = [f"m-{i}" for i in range(4)]
     for i, name in enumerate(names):
         kube.create(WIDGETS, widget(name, namespace, size=i + 2, seconds=1.0))
-    wait_for(lambda: areas(kube, namespace, names) == {n: (i + 2) ** 2 for i, n in enumerate(names)}, 30,
-             "every area to be computed by a background job", manager)
+    manager.wait_for(lambda: areas(kube, namespace, names) == {n: (i + 2) ** 2 for i, n in enumerate(names)}, 30,
+                     "every area to be computed by a background job")
 
     obj = kube.get(WIDGETS, "m-0", namespace)
     kube.patch(WIDGETS, obj, {"spec": {"size": 10, "seconds": 0.2}})
-    wait_for(lambda: areas(kube, namespace, ["m-0"]) == {"m-0": 100}, 30, "the new generation's job", manager)
+    manager.wait_for(lambda: areas(kube, namespace, ["m-0"]) == {"m-0": 100}, 30, "the new generation's job")
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shown = subprocess.run([sys.executable, "-m", "shard_operator.cli", "status", "--controller",

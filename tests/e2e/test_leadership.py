@@ -10,7 +10,8 @@ import pytest
 
 from examples.widgets import WIDGETS, widget
 from shard_operator.client import Client
-from tests.e2e.harness import FAST_ELECTION, unobserved, wait_for
+from shard_operator.testing.runner import TEST_SETTINGS
+from tests.e2e.observed import unobserved
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -25,7 +26,7 @@ def test_one_leader_sigkill_hands_over_within_the_lease_and_sigterm_within_three
     a, b = start_manager("pod-a"), start_manager("pod-b")
     a.wait_ready()
     b.wait_ready()
-    wait_for(lambda: a.leading or b.leading, 10, "a leader", a, b)
+    a.wait_for(lambda: a.leading or b.leading, 10, "a leader")
     assert [a.leading, b.leading].count(True) == 1
     leader, follower = (a, b) if a.leading else (b, a)
 
@@ -34,10 +35,10 @@ def test_one_leader_sigkill_hands_over_within_the_lease_and_sigterm_within_three
     killed = time.monotonic()
     leader.kill()
     create(kube, namespace, range(40, 80))
-    took = wait_for(lambda: follower.leading, 15, "the follower to lead", follower)
-    lease, retry = float(FAST_ELECTION["LEASE_DURATION"]), float(FAST_ELECTION["RETRY_PERIOD"])
+    took = follower.wait_for(lambda: follower.leading, 15, "the follower to lead")
+    lease, retry = float(TEST_SETTINGS["LEASE_DURATION"]), float(TEST_SETTINGS["RETRY_PERIOD"])
     assert time.monotonic() - killed <= lease + retry * 2.2 + 1.5, took  # + the time to see it through /readyz
-    wait_for(lambda: not unobserved(redis_url, namespace, 80), 60, "every widget to be observed", follower)
+    follower.wait_for(lambda: not unobserved(redis_url, namespace, 80), 60, "every widget to be observed")
 
     # A new pod joins; SIGTERM to the leader hands the Lease over at once.
     c = start_manager("pod-c")
@@ -46,8 +47,8 @@ def test_one_leader_sigkill_hands_over_within_the_lease_and_sigterm_within_three
     create(kube, namespace, range(80, 100))
     stopped = time.monotonic()
     follower.terminate()
-    wait_for(lambda: c.leading, 10, "pod-c to lead", c, follower)
+    c.wait_for(lambda: c.leading, 10, "pod-c to lead")
     assert time.monotonic() - stopped <= 3.0
     assert follower.wait(20) == 0
-    wait_for(lambda: not unobserved(redis_url, namespace, 100), 60, "every widget to be observed", c)
-    assert "Traceback" not in follower.log()
+    c.wait_for(lambda: not unobserved(redis_url, namespace, 100), 60, "every widget to be observed")
+    assert "Traceback" not in follower.output

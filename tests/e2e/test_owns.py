@@ -8,7 +8,6 @@ import pytest
 from examples.widgets import CONFIGMAPS, WIDGETS, widget
 from shard_operator.client import Client
 from shard_operator.errors import NotFoundError
-from tests.e2e.harness import wait_for
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -25,17 +24,17 @@ def test_a_deleted_or_edited_owned_configmap_wakes_its_owner_and_is_restored(
     manager = start_manager("pod-0", app="examples.widgets:owning")
     manager.wait_ready()
     owner = kube.create(WIDGETS, widget("owner", namespace, size=7))
-    wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
-             "the owned ConfigMap to be created", manager)
+    manager.wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
+                     "the owned ConfigMap to be created")
     configmap = kube.get(CONFIGMAPS, "owner-data", namespace)
     (reference,) = configmap["metadata"]["ownerReferences"]
     assert (reference["kind"], reference["uid"], reference["controller"]) == ("Widget", owner["metadata"]["uid"], True)
 
     kube.patch(CONFIGMAPS, configmap, {"data": {"size": "edited"}})  # only the ConfigMap changes
-    wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
-             "the edited ConfigMap to be restored by its owner's reconcile", manager)
+    manager.wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
+                     "the edited ConfigMap to be restored by its owner's reconcile")
 
     kube.delete(CONFIGMAPS, kube.get(CONFIGMAPS, "owner-data", namespace))
-    wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
-             "the deleted ConfigMap to be re-created", manager)
+    manager.wait_for(lambda: configmap_data(kube, namespace, "owner-data") == {"size": "7"}, 30,
+                     "the deleted ConfigMap to be re-created")
     assert manager.metric("controller_runtime_reconcile_errors_total", controller="widgets-owning") == 0

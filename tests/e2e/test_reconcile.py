@@ -12,7 +12,7 @@ import pytest
 from examples.widgets import WIDGETS, widget
 from shard_operator.client import Client
 from shard_operator.testing import ControlPlane
-from tests.e2e.harness import unobserved, wait_for
+from tests.e2e.observed import unobserved
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -39,8 +39,8 @@ def test_every_widget_is_reconciled_status_writes_trigger_nothing_spec_changes_d
     with ThreadPoolExecutor(8) as pool:
         created = list(pool.map(lambda i: kube.create(WIDGETS, widget(f"w-{i:03d}", namespace, size=i)),
                                 range(N)))
-    wait_for(lambda: not unobserved(redis_url, namespace, N), 90, f"{N} widgets to be observed", manager)
-    wait_for(lambda: successes(manager) >= N, 10, "the reconcile metric", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, N), 90, f"{N} widgets to be observed")
+    manager.wait_for(lambda: successes(manager) >= N, 10, "the reconcile metric")
     assert successes(manager) == N  # the reconciler's own status writes did not trigger more reconciles
 
     # Steady state from here: the API server's counts of reads of widgets must not move.
@@ -53,15 +53,15 @@ def test_every_widget_is_reconciled_status_writes_trigger_nothing_spec_changes_d
     # Spec changes trigger exactly one successful reconcile each.
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda obj: kube.patch(WIDGETS, obj, {"spec": {"size": -1}}), created[20:40]))
-    wait_for(lambda: not unobserved(redis_url, namespace, N), 30, "spec changes to be observed", manager)
-    wait_for(lambda: successes(manager) >= N + 20, 10, "the reconcile metric", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, N), 30, "spec changes to be observed")
+    manager.wait_for(lambda: successes(manager) >= N + 20, 10, "the reconcile metric")
     assert successes(manager) == N + 20
 
     # Rapid updates of one widget: at most one reconcile per generation (waiting changes collapse).
     latest = created[40]
     for size in range(10):
         latest = kube.patch(WIDGETS, latest, {"spec": {"size": 1000 + size}})
-    wait_for(lambda: not unobserved(redis_url, namespace, N), 30, "the rapid updates to be observed", manager)
+    manager.wait_for(lambda: not unobserved(redis_url, namespace, N), 30, "the rapid updates to be observed")
     time.sleep(0.5)
     assert N + 20 < successes(manager) <= N + 20 + 10
 

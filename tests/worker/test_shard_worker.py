@@ -138,3 +138,30 @@ def test_a_temporary_error_without_a_real_delay_still_backs_off(client):
     # 5, 10, 20, 40, 80, 160 ms of backoff fit about 7 tries in half a second, not thousands.
     assert 3 <= seen["ns/eager"] <= 9
     assert queue_of(client).num_requeues("ns/eager") == seen["ns/eager"]
+
+
+def test_each_reconcile_gets_a_context_of_its_own_request_and_a_missing_part_says_which(client):
+    from shard_operator import Context, NoJobQueueError
+    from shard_operator.errors import ConfigError
+
+    seen: dict[str, tuple] = {}
+
+    def reconcile(request: Request, ctx: Context) -> Result | None:
+        with pytest.raises(ConfigError, match=r"ctx\.cache\.get"):
+            ctx.cache.get(None, request.key)
+        with pytest.raises(NoJobQueueError):
+            ctx.job("anything", generation=1)
+        seen[request.key] = (ctx.request, ctx.controller, ctx.shard)
+        return None
+
+    queue_of(client).add_many(["ns/a", "ns/b"])
+    queue = RateLimitingQueue(client, KEYS, bucket=None)
+    worker = ShardWorker(queue, reconcile, controller="unit", shard="s0", owner="w1", get_timeout=0.05)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop()
+    thread.join(timeout=10)
+    assert seen == {"ns/a": (Request("ns", "a"), "unit", "s0"), "ns/b": (Request("ns", "b"), "unit", "s0")}
