@@ -107,10 +107,11 @@ def job_workers(redis_url: str, n: int = 1, *, supervise: bool = True, **options
 
 
 @contextmanager
-def shard_worker(redis_url: str, reconcile: Callable[..., Any], context_extra: dict[str, Any]) -> Iterator[None]:
-    """One reconcile worker of shard ``s0`` in a thread, with the ring published."""
+def shard_worker(redis_url: str, reconcile: Callable[..., Any], context: dict[str, Any]) -> Iterator[None]:
+    """One reconcile worker of shard ``s0`` in a thread, with the ring published; ``context`` are parts of
+    each reconcile's Context (``jobs``)."""
     spec = WorkerSpec(controller=CONTROLLER, shard="s0", redis_url=redis_url, heartbeat_interval=0.1,
-                      get_timeout=0.1, bucket=None, context_extra=context_extra)
+                      get_timeout=0.1, bucket=None, context_factory=lambda _client: dict(context))
     stop = threading.Event()
     thread = threading.Thread(target=run_shard_worker, args=(spec, reconcile, stop), daemon=True)
     thread.start()

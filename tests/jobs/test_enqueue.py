@@ -104,18 +104,18 @@ def test_job_data_in_redis_is_json_naming_the_trampoline_not_the_task(jobs, clie
 
 
 def test_enqueuing_from_a_reconcile_also_schedules_a_backstop_reconcile_after_the_time_limit(client, jobs):
-    import logging
     import time
 
     from shard_operator.keys import Keys
     from shard_operator.queue import RateLimitingQueue
     from shard_operator.reconcile import Request
-    from shard_operator.worker.runner import Context
+    from shard_operator.worker.runner import ShardWorker
 
     keys = Keys.for_controller(CONTROLLER)
     queue = RateLimitingQueue(client, keys, bucket=None)
-    ctx = Context(CONTROLLER, "s0", queue, logging.getLogger("test"), {}, jobs=jobs,
-                  request=Request("ns", "a"))
+    worker = ShardWorker(queue, lambda request, ctx: None, controller=CONTROLLER, shard="s0", owner="test",
+                         jobs=jobs)
+    ctx = worker.context_for(Request("ns", "a"))
     before = time.time()
     ref = ctx.enqueue_job(sleep, 0.1, name="nap", timeout=20, retry=2, generation=1)
     assert ref.created

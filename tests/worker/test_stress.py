@@ -35,9 +35,17 @@ KEYS = [f"ns{i % 7}/obj-{i}" for i in range(500)]
 ADDS = 10_000
 
 
-def recording_reconcile(request: Request, ctx) -> None:
+class RecordingReconcile:
     """Records start (with the version it saw) and end; takes 0-3 ms, like a fast API call."""
-    log = ctx.log_client
+
+    def __init__(self, url: str) -> None:
+        self.log = LogClient(url)
+
+    def __call__(self, request: Request, ctx) -> None:
+        recording_reconcile(request, self.log)
+
+
+def recording_reconcile(request: Request, log: LogClient) -> None:
     version = int(log.get(f"ver:{request.key}") or 0)
     log.rpush("log", f"S|{request.key}|{os.getpid()}|{time.time():.6f}|{version}")
     time.sleep(random.random() * 0.003)
@@ -61,8 +69,7 @@ class LogClient:
 
 def specs(redis_url: str, shards: list[str]) -> list[WorkerSpec]:
     return [WorkerSpec(controller=CONTROLLER, shard=shard, redis_url=redis_url, claim_ttl=1.0,
-                       heartbeat_interval=0.2, get_timeout=0.2, bucket=None,
-                       context_extra={"log_client": LogClient(redis_url)}) for shard in shards]
+                       heartbeat_interval=0.2, get_timeout=0.2, bucket=None) for shard in shards]
 
 
 class Coordinator(threading.Thread):
@@ -154,8 +161,9 @@ def client(redis_url):
 def run_scenario(redis_url: str, client: redis.Redis, *, kill: bool, churn: bool) -> dict[str, int]:
     keys = Keys.for_controller(CONTROLLER)
     coordinator = Coordinator(client)
-    pool = WorkerPool(specs(redis_url, [f"w{i}" for i in range(8)]), recording_reconcile, restart_backoff=0.1)
-    extra = WorkerPool(specs(redis_url, ["x0", "x1"]), recording_reconcile)
+    pool = WorkerPool(specs(redis_url, [f"w{i}" for i in range(8)]), RecordingReconcile(redis_url),
+                      restart_backoff=0.1)
+    extra = WorkerPool(specs(redis_url, ["x0", "x1"]), RecordingReconcile(redis_url))
     deaths: dict[int, float] = {}
     halt = threading.Event()
 
