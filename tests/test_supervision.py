@@ -1,12 +1,18 @@
-"""A dead child is restarted after a doubling backoff; a child that ran long enough restarts at once."""
+"""The supervised process pool: restart backoff, exits reported once, drain then kill, parent-death check."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 
 import pytest
 
-from shard_operator.supervision import RestartPolicy
+from shard_operator.clock import ManualClock
+from shard_operator.supervision import Child, Exit, ProcessPool, RestartPolicy
+from tests.waiting import eventually
 
 
 @dataclass
@@ -37,3 +43,81 @@ def test_a_backoff_above_the_cap_is_used_as_it_is_and_nonpositive_ones_are_refus
     assert RestartPolicy(backoff=60.0, max_backoff=30.0).schedule(Slot(), now=1.0) == 60.0
     with pytest.raises(ValueError):
         RestartPolicy(backoff=0)
+
+
+# -- the process pool ------------------------------------------------------------------------------
+
+
+def _exit_with(stop: threading.Event, code: int) -> None:
+    os._exit(code)
+
+
+def _run_until_stopped(stop: threading.Event, path: str) -> None:
+    with open(path, "a") as out:
+        out.write(f"{os.getpid()}\n")
+    stop.wait(60)
+
+
+def _ignore_sigterm(stop: threading.Event) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, not yet reaped by whoever adopted it, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_that_exits_is_reported_with_its_exit_code_and_restarted_after_its_backoff():
+    clock = ManualClock(100.0)
+    reported: list[Exit] = []
+    pool = ProcessPool(1, lambda i: Child(f"c{i}", _exit_with, (3,)), on_exit=reported.extend, clock=clock,
+                       policy=RestartPolicy(backoff=1.0, stable_after=5.0))
+    pool.start()
+    try:
+        eventually(lambda: pool.supervise(), what="the exit to be found")
+        assert [(e.slot, e.child.name, e.exitcode, e.restart_in) for e in reported] == [(0, "c0", 3, 1.0)]
+        assert pool.supervise() == [] and len(reported) == 1  # reported once, not restarted before its backoff
+        clock.step(1.0)
+        pool.supervise()  # restarted now; it exits again at once
+        eventually(lambda: pool.supervise(), what="the second exit")
+        assert [e.restart_in for e in reported] == [1.0, 2.0]
+    finally:
+        pool.stop(timeout=1)
+
+
+def test_stop_drains_with_sigterm_and_kills_a_child_that_ignores_it(tmp_path):
+    pids = tmp_path / "pids"
+    make = [Child("polite", _run_until_stopped, (str(pids),)), Child("deaf", _ignore_sigterm)]
+    pool = ProcessPool(2, lambda i: make[i])
+    pool.start()
+    eventually(lambda: pids.exists() and set(pool.pids) == {"polite", "deaf"}, what="both children running")
+    time.sleep(0.2)  # the deaf child has installed its handler
+    started = time.monotonic()
+    exits = pool.stop(timeout=1.0)
+    assert time.monotonic() - started < 4
+    assert {e.child.name: e.exitcode for e in exits} == {"polite": 0, "deaf": -signal.SIGKILL}
+    assert all(e.restart_in is None for e in exits) and pool.pids == {}
+
+
+def _parent_with_a_pool(path: str) -> None:
+    pool = ProcessPool(1, lambda i: Child("orphan", _run_until_stopped, (path,)), parent_check_interval=0.1)
+    pool.start()
+    time.sleep(60)
+
+
+def test_a_child_whose_parent_was_sigkilled_stops_within_a_second(tmp_path):
+    import multiprocess
+
+    pids = tmp_path / "pids"
+    parent = multiprocess.get_context("fork").Process(target=_parent_with_a_pool, args=(str(pids),))
+    parent.start()
+    child = int(eventually(lambda: pids.exists() and pids.read_text().strip(), what="the child to start"))
+    assert _alive(child)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join(5)
+    eventually(lambda: not _alive(child), timeout=2.0, what="the orphaned child to exit")
