@@ -121,3 +121,76 @@ def test_a_child_whose_parent_was_sigkilled_stops_within_a_second(tmp_path):
     os.kill(parent.pid, signal.SIGKILL)
     parent.join(5)
     eventually(lambda: not _alive(child), timeout=2.0, what="the orphaned child to exit")
+
+
+# -- the reconcile-worker pool: a killed worker's keys come back in seconds (I5) ----------------------
+
+CONTROLLER = "supervised"
+
+
+def _recording_reconcile(request, ctx) -> None:
+    """Records each start; the first reconcile of ``ns/slow`` hangs (it is SIGKILLed there)."""
+    import redis
+
+    log = redis.Redis.from_url(ctx.redis_url)
+    log.rpush(f"starts:{request.key}", f"{os.getpid()}|{time.time():.6f}")
+    if request.key == "ns/slow" and log.llen(f"starts:{request.key}") == 1:
+        time.sleep(60)
+    log.close()
+
+
+@pytest.fixture
+def ring_keeper(redis_url):
+    """What the leader does: publish the live shards and re-queue expired claims, every 0.1 s."""
+    import redis
+
+    from shard_operator.keys import Keys
+    from shard_operator.queue import WorkQueue
+    from shard_operator.sharding import Assigner
+
+    client, keys = redis.Redis.from_url(redis_url), Keys.for_controller(CONTROLLER)
+    assigner, queue, halt = Assigner(client, keys, member_ttl=2.0), WorkQueue(client, keys), threading.Event()
+
+    def keep() -> None:
+        while not halt.wait(0.1):
+            assigner.rebalance()
+            queue.reap_expired()
+
+    thread = threading.Thread(target=keep, daemon=True)
+    thread.start()
+    yield client
+    halt.set()
+    thread.join(2)
+    client.close()
+
+
+@pytest.mark.redis
+def test_a_killed_workers_key_is_reconciled_again_within_3_seconds_with_the_default_claim_ttl(redis_url, ring_keeper):
+    from shard_operator.keys import Keys
+    from shard_operator.queue import WorkQueue
+    from shard_operator.worker.pool import WorkerPool, WorkerSpec
+
+    client, keys = ring_keeper, Keys.for_controller(CONTROLLER)
+    spec = WorkerSpec(controller=CONTROLLER, shard="s0", redis_url=redis_url, heartbeat_interval=0.2,
+                      get_timeout=0.2, bucket=None, context_extra={"redis_url": redis_url})
+    assert spec.claim_ttl == 30.0
+    pool = WorkerPool([spec], _recording_reconcile)
+    pool.start()
+    halt = threading.Event()
+    supervisor = threading.Thread(target=lambda: [pool.supervise() for _ in iter(lambda: halt.wait(0.25), True)],
+                                  daemon=True)
+    supervisor.start()
+    try:
+        eventually(lambda: client.lrange(keys.ring, 0, -1) == [b"s0"], what="the worker to join the ring")
+        WorkQueue(client, keys).add("ns/slow")
+        first = eventually(lambda: client.lindex("starts:ns/slow", 0), what="the first reconcile to start")
+        pid = int(first.decode().split("|")[0])
+        os.kill(pid, signal.SIGKILL)
+        killed = time.time()
+        second = eventually(lambda: client.lindex("starts:ns/slow", 1), timeout=10, what="a second reconcile")
+        pid2, started = second.decode().split("|")
+        assert int(pid2) != pid and float(started) - killed < 3.0
+    finally:
+        halt.set()
+        supervisor.join(2)
+        pool.stop(timeout=5)
