@@ -126,13 +126,15 @@ def test_a_child_whose_parent_was_sigkilled_stops_within_a_second(tmp_path):
 # -- the reconcile-worker pool: a killed worker's keys come back in seconds (I5) ----------------------
 
 CONTROLLER = "supervised"
+#: Read by the reconciles in the forked worker processes (set before a pool starts).
+_TARGET: dict[str, str] = {}
 
 
 def _recording_reconcile(request, ctx) -> None:
     """Records each start; the first reconcile of ``ns/slow`` hangs (it is SIGKILLed there)."""
     import redis
 
-    log = redis.Redis.from_url(ctx.redis_url)
+    log = redis.Redis.from_url(_TARGET["url"])
     log.rpush(f"starts:{request.key}", f"{os.getpid()}|{time.time():.6f}")
     if request.key == "ns/slow" and log.llen(f"starts:{request.key}") == 1:
         time.sleep(60)
@@ -172,8 +174,9 @@ def test_a_killed_workers_key_is_reconciled_again_within_3_seconds_with_the_defa
 
     client, keys = ring_keeper, Keys.for_controller(CONTROLLER)
     spec = WorkerSpec(controller=CONTROLLER, shard="s0", redis_url=redis_url, heartbeat_interval=0.2,
-                      get_timeout=0.2, bucket=None, context_extra={"redis_url": redis_url})
+                      get_timeout=0.2, bucket=None)
     assert spec.claim_ttl == 30.0
+    _TARGET["url"] = redis_url
     pool = WorkerPool([spec], _recording_reconcile)
     pool.start()
     halt = threading.Event()
@@ -194,3 +197,80 @@ def test_a_killed_workers_key_is_reconciled_again_within_3_seconds_with_the_defa
         halt.set()
         supervisor.join(2)
         pool.stop(timeout=5)
+
+
+_log_clients: dict[int, object] = {}
+
+
+def _five_ms_reconcile(request, ctx) -> None:
+    import redis
+
+    log = _log_clients.get(os.getpid())
+    if log is None:
+        log = _log_clients[os.getpid()] = redis.Redis.from_url(_TARGET["url"])
+    time.sleep(0.005)
+    log.sadd(f"done:{_TARGET['controller']}", request.key)  # type: ignore[attr-defined]
+
+
+def _convergence_seconds(redis_url: str, controller: str, *, kill_every: float | None) -> tuple[float, int]:
+    """Seconds until 500 keys have each been reconciled once by 2 workers (default claim TTL), with a
+    SIGKILL of a random worker 0.5 s after the adds and then every ``kill_every`` seconds; and the kills."""
+    import random
+
+    import redis
+
+    from shard_operator.keys import Keys
+    from shard_operator.queue import TokenBucket, WorkQueue
+    from shard_operator.sharding import Assigner
+    from shard_operator.worker.pool import WorkerPool, WorkerSpec
+
+    client, keys = redis.Redis.from_url(redis_url), Keys.for_controller(controller)
+    assigner, queue, halt = Assigner(client, keys, member_ttl=2.0), WorkQueue(client, keys), threading.Event()
+    specs = [WorkerSpec(controller=controller, shard=f"w{i}", redis_url=redis_url, heartbeat_interval=0.2,
+                        get_timeout=0.2, bucket=TokenBucket(qps=100.0, burst=50)) for i in range(2)]
+    _TARGET.update(url=redis_url, controller=controller)
+    pool = WorkerPool(specs, _five_ms_reconcile)
+    kills = 0
+
+    def lead() -> None:  # the leader's coordinator and the manager's supervision loop
+        while not halt.wait(0.1):
+            assigner.rebalance()
+            queue.reap_expired()
+            pool.supervise()
+
+    def killer() -> None:
+        nonlocal kills
+        rng, wait = random.Random(7), 0.5
+        while not halt.wait(wait) and kill_every is not None:
+            pids = sorted(pool.pids.values())
+            if pids:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                kills += 1
+            wait = kill_every
+
+    pool.start()
+    leader = threading.Thread(target=lead, daemon=True)
+    leader.start()
+    try:
+        eventually(lambda: len(client.lrange(keys.ring, 0, -1)) == 2, timeout=10, what="both workers in the ring")
+        started = time.monotonic()
+        threading.Thread(target=killer, daemon=True).start()
+        queue.add_many(f"ns/obj-{i}" for i in range(500))
+        eventually(lambda: client.scard(f"done:{controller}") == 500, timeout=120, interval=0.01,
+                   what="every key reconciled")
+        return time.monotonic() - started, kills
+    finally:
+        halt.set()
+        leader.join(2)
+        pool.stop(timeout=10)
+        client.close()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_under_a_kill_every_3_seconds_convergence_takes_at_most_one_and_a_half_times_as_long(redis_url):
+    calm, _ = _convergence_seconds(redis_url, "calm", kill_every=None)
+    stormy, kills = _convergence_seconds(redis_url, "stormy", kill_every=3.0)
+    print(f"convergence of 500 keys: {calm:.2f}s without kills, {stormy:.2f}s with {kills} kill(s)")
+    assert kills >= 1
+    assert stormy <= 1.5 * calm, f"{stormy:.2f}s with kills vs {calm:.2f}s without"
