@@ -175,6 +175,8 @@ class WorkerPool:
     def _exited(self, exits: list[Exit]) -> None:
         for exit in exits:
             spec = self.specs[exit.slot]
+            if exit.restart_in is None and exit.exitcode == 0:
+                continue  # drained on stop: it released its claims itself
             try:
                 self._release(spec, exit)
             except (ShardOperatorError, ValueError) as exc:  # the claims expire after claim_ttl instead
