@@ -1,9 +1,10 @@
 """One error hierarchy for shard-operator.
 
 Every error the library raises on purpose derives from :class:`ShardOperatorError`.
-Errors of the transports (``kubernetes.client.ApiException``, ``redis.RedisError``)
-are translated at the boundary where they are caught (``raise Mapped(...) from exc``),
-so callers never need to import a client library to handle a failure::
+Errors of the transports are translated at one boundary each (``raise Mapped(...) from exc``):
+``kubernetes.client.ApiException`` and urllib3 / socket errors in :mod:`shard_operator.kube`,
+``redis.RedisError`` in :mod:`shard_operator.storage`. Callers never import a client library to
+handle a failure::
 
     ShardOperatorError
     ├── ConfigError              bad configuration or command-line input; the CLI exits 2
@@ -17,7 +18,8 @@ so callers never need to import a client library to handle a failure::
     │   ├── UnregisteredTaskError  the task name is not in the task registry; nothing runs
     │   └── JobSerializationError  job arguments or a job's result are not JSON
     ├── AlreadyOwnedError        set_controller_reference: another controller owns the object
-    ├── ApiError                 the Kubernetes API answered with an error (status, reason)
+    ├── ApiError                 the Kubernetes API answered with an error (status, reason), or did not answer
+    │   ├── TransportError       no answer: connection refused or reset, TLS failure, timeout (status None)
     │   ├── NotFoundError        404
     │   ├── ConflictError        409 (stale resourceVersion or already exists)
     │   ├── GoneError            410 (resourceVersion too old: relist)
@@ -51,6 +53,7 @@ __all__ = [
     "TerminalError",
     "TestEnvError",
     "TooManyRequestsError",
+    "TransportError",
     "UnregisteredTaskError",
 ]
 
@@ -110,12 +113,20 @@ class AlreadyOwnedError(ShardOperatorError):
 
 
 class ApiError(ShardOperatorError):
-    """The Kubernetes API server answered with an error status."""
+    """The Kubernetes API server answered with an error status (or, as :class:`TransportError`, did not answer)."""
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class TransportError(ApiError):
+    """The API server could not be reached or did not answer: connection refused or reset, a TLS
+    failure, a timeout, a response cut off mid-way. ``status`` is None; retrying later may succeed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=None, reason="Transport")
 
 
 class NotFoundError(ApiError):

@@ -4,18 +4,29 @@ Every module that talks to the API server (the informer in :mod:`shard_operator.
 election, the reconcilers' client) gets its ``kubernetes.client.ApiClient`` here, and maps what the
 API answers (``ApiException``, a non-2xx raw response, an ``ERROR`` watch event's ``Status``) into
 :mod:`shard_operator.errors`, so nothing above this layer imports the client library to handle a
-failure.
+failure. Failures of the transport itself (urllib3 errors, connection resets, timeouts, an
+``ApiException`` with status 0) become :class:`~shard_operator.errors.TransportError`: in
+:func:`raw_request` and :func:`request_json`, and in :func:`transport_errors` around reads of a
+streamed response.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shard_operator.errors import ApiError, ConflictError, GoneError, NotFoundError, TooManyRequestsError
+from shard_operator.errors import (
+    ApiError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    TooManyRequestsError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -27,6 +38,8 @@ __all__ = [
     "raw_request",
     "request_json",
     "status_error",
+    "transport_error",
+    "transport_errors",
 ]
 
 
@@ -91,10 +104,46 @@ def api_error_from_response(status: int, body: bytes | str | None,
 
 
 def api_error(exc: Exception) -> ApiError:
-    """Translate a ``kubernetes.client.ApiException`` (use as ``raise api_error(exc) from exc``)."""
+    """Translate a ``kubernetes.client.ApiException`` (use as ``raise api_error(exc) from exc``).
+
+    Status 0 means no HTTP answer (the REST layer wraps TLS and protocol errors so): a TransportError.
+    """
     status = getattr(exc, "status", None) or 0
+    if not status:
+        return TransportError(f"no answer from the API server: {getattr(exc, 'reason', None) or exc}")
     return api_error_from_response(int(status), getattr(exc, "body", None),
                                    getattr(exc, "headers", None), getattr(exc, "reason", None))
+
+
+def transport_error(exc: BaseException) -> TransportError | None:
+    """The :class:`TransportError` for a failure of the transport (urllib3's ``HTTPError`` family, an
+    ``OSError`` such as a connection reset or a socket timeout, an ``ApiException`` with status 0);
+    None for anything else."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException) and not exc.status:
+        error = api_error(exc)
+        assert isinstance(error, TransportError)
+        return error
+    if isinstance(exc, HTTPError | OSError):
+        return TransportError(f"no answer from the API server: {type(exc).__name__}: {exc}".replace("\n", " "))
+    return None
+
+
+@contextlib.contextmanager
+def transport_errors() -> Iterator[None]:
+    """Translate transport failures raised inside the block into :class:`TransportError` (use it around
+    reads of a streamed response: a watch cut off mid-way raises urllib3's ``ProtocolError``)."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except Exception as exc:
+        error = transport_error(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _retry_after(headers: Mapping[str, str] | None, details: Mapping[str, Any]) -> float | None:
@@ -112,28 +161,26 @@ def raw_request(api_client: ApiClient, method: str, path: str, *, query: list[tu
     """Send one request through the client's REST layer, with no model (de)serialization.
 
     Returns the open urllib3 response of a 2xx answer (the caller reads it and releases the connection);
-    a non-2xx answer, or an ``ApiException`` of the REST layer, raises the :class:`ApiError` family.
-    Transport errors (connection refused, timeouts) propagate as urllib3 raises them.
+    a non-2xx answer, or an ``ApiException`` of the REST layer, raises the :class:`ApiError` family;
+    a transport failure (connection refused or reset, TLS, timeouts) raises :class:`TransportError`.
     """
     headers = dict(headers or {"Accept": "application/json"})
     if body is not None:
         headers.setdefault("Content-Type", "application/json")
     method, url, headers, serialized, post = api_client.param_serialize(
         method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        rest = api_client.call_api(method, url, headers, serialized, post, _request_timeout=timeout)
-    except ApiError:
-        raise
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        if status:  # an ApiException raised by the REST layer itself
-            raise api_error_from_response(int(status), getattr(exc, "body", None),
-                                          getattr(exc, "headers", None)) from exc
-        raise
+        with transport_errors():
+            rest = api_client.call_api(method, url, headers, serialized, post, _request_timeout=timeout)
+    except ApiException as exc:  # raised by the REST layer itself, with an HTTP status
+        raise api_error(exc) from exc
     response = rest.response
     if not 200 <= rest.status <= 299:
         try:
-            data = response.data
+            with transport_errors():
+                data = response.data
         finally:
             response.release_conn()
         raise api_error_from_response(rest.status, data, response.headers, rest.reason)
@@ -144,7 +191,8 @@ def request_json(api_client: ApiClient, method: str, path: str, **options: Any) 
     """:func:`raw_request`, then the decoded JSON body (``{}`` for an empty one); the connection is released."""
     response = raw_request(api_client, method, path, **options)
     try:
-        data = response.data
+        with transport_errors():
+            data = response.data
     finally:
         response.release_conn()
     return json.loads(data) if data else {}

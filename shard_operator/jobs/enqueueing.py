@@ -29,7 +29,7 @@ from shard_operator.jobs.naming import DEFAULT_QUEUE, index_key, job_id
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.serialization import JSONSerializer, check_json
 from shard_operator.jobs.state import JobRef, JobState, JobStatus
-from shard_operator.storage import redis_errors as _storage_errors
+from shard_operator.storage import redis_errors
 
 __all__ = ["TRAMPOLINE", "Jobs", "JobsHandle", "read_state"]
 
@@ -92,7 +92,7 @@ class Jobs:
             raise ValueError("retry must be >= 0")
         generation, job_name, queue_name = str(generation), name or task_name, queue or self.queue
         jid = job_id(self.controller, key, generation, job_name)
-        with _storage_errors():
+        with redis_errors():
             previous = self.client.hget(index_key(self.controller, key), job_name)
             if previous is not None:
                 old_id = json.loads(previous)["id"]
@@ -145,7 +145,7 @@ class Jobs:
 
     def state(self, key: str, name: str, generation: int | str | None = None) -> JobState | None:
         """The state of the object's job ``name``; None if there is none (for ``generation``, if given)."""
-        with _storage_errors():
+        with redis_errors():
             entry = self.client.hget(index_key(self.controller, key), name)
             if entry is None:
                 return None
@@ -157,7 +157,7 @@ class Jobs:
 
     def states(self, key: str) -> dict[str, JobState]:
         """Every current job of the object, by job name."""
-        with _storage_errors():
+        with redis_errors():
             names = [raw.decode() for raw in self.client.hkeys(index_key(self.controller, key))]
         return {name: state for name in names if (state := self.state(key, name)) is not None}
 

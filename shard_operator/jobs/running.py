@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 from typing import Any
@@ -36,6 +37,7 @@ from shard_operator.jobs.serialization import JSONSerializer, check_json
 from shard_operator.jobs.state import JobStatus
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
+from shard_operator.storage import redis_errors
 
 __all__ = ["JobWorker", "Requeuer", "refuse", "run_task", "use_registry"]
 
@@ -73,11 +75,12 @@ class Requeuer:
         self._queues: dict[str, RateLimitingQueue] = {}
 
     def requeue(self, job: Job) -> bool:
-        meta = job.get_meta(refresh=False) or {}
+        meta = _meta(job)
         controller, key, name = meta.get("controller"), meta.get("key"), meta.get("name")
         if not (isinstance(controller, str) and isinstance(key, str) and isinstance(name, str)):
             return False
-        current = self.client.hget(index_key(controller, key), name)
+        with redis_errors():
+            current = self.client.hget(index_key(controller, key), name)
         if current is not None and json.loads(current).get("id") != job.id:
             return False  # a newer generation's job replaced it: its outcome is ignored
         queue = self._queues.get(controller)
@@ -92,15 +95,23 @@ class JobWorker(SimpleWorker):
     """An rq worker that runs each job in its own process (no fork per job), JSON only, registered tasks only.
 
     A job's timeout is enforced with ``SIGALRM`` (rq's death penalty) in this process. A worker killed
-    mid-job leaves the job "started"; :mod:`.sweeping` finds it by this worker's liveness key.
+    mid-job leaves the job "started"; :mod:`.sweeping` finds it by this worker's liveness key. A job
+    whose payload or meta is not what :class:`~.enqueueing.Jobs` writes fails unrun; the worker goes on.
+    ``stop``: the pool's stop event; set before rq installs its SIGTERM handler, the worker stops at once.
     """
 
-    def __init__(self, queues: list[Queue], **kwargs: Any) -> None:
+    def __init__(self, queues: list[Queue], *, stop: threading.Event | None = None, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer
         super().__init__(queues, **kwargs)
         self.requeuer = Requeuer(self.connection)
+        self._stop = stop
         self._exc_type: type[BaseException] | None = None
         self._exc_text = ""
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        if self._stop is not None and self._stop.is_set():  # a SIGTERM came before rq's handlers: stop now
+            self._stop_requested = True
 
     def handle_exception(self, job: Job, *exc_info: Any) -> Any:
         self._exc_type = exc_info[0] if exc_info else None
@@ -108,7 +119,7 @@ class JobWorker(SimpleWorker):
         return super().handle_exception(job, *exc_info)
 
     def perform_job(self, job: Job, queue: Queue, execution: Any) -> bool:
-        meta = job.get_meta(refresh=False) or {}
+        meta = _meta(job)
         controller, task = str(meta.get("controller", "")), str(meta.get("task", ""))
         refused = _disarm(job)
         self._exc_type = None
@@ -134,7 +145,7 @@ class JobWorker(SimpleWorker):
             try:
                 self.requeuer.requeue(job)
                 return
-            except (redis.RedisError, StorageError):
+            except StorageError:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(first_delay * 2**attempt)
@@ -150,15 +161,29 @@ class JobWorker(SimpleWorker):
         return "failed"
 
 
+def _meta(job: Job) -> dict[str, Any]:
+    """The job's meta, or ``{}`` when what Redis holds is not a JSON object (a malformed payload)."""
+    try:
+        meta = job.get_meta(refresh=False)
+    except Exception:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def _disarm(job: Job) -> bool:
     """Strip what a job could make rq do besides the trampoline; True if the job is refused outright."""
     job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
     job._success_callback = job._failure_callback = job._stopped_callback = UNEVALUATED  # names unset: none run
     job.webhooks = []
-    job._instance = None
-    func_name = job.func_name
-    if func_name == TRAMPOLINE and isinstance(job.args, list | tuple) and len(job.args) == 3:
-        return False
+    try:
+        func_name, args = job.func_name, job.args
+    except Exception as exc:  # a payload that is not our JSON: the job fails, the worker goes on
+        reason = f"job {job.id} has a malformed payload ({type(exc).__name__}); it is not run"
+    else:
+        if func_name == TRAMPOLINE and isinstance(args, list | tuple) and len(args) == 3:
+            job._instance = None
+            return False
+        reason = f"job {job.id} names {func_name!r}, not a registered task"
     job.func_name = REFUSE
-    job._instance, job._args, job._kwargs = None, (f"job {job.id} names {func_name!r}, not a registered task",), {}
+    job._instance, job._args, job._kwargs = None, (reason,), {}
     return True

@@ -3,9 +3,8 @@ and the coordinator that keeps the shard ring and the claims in order.
 
 Where it sits: the manager's :class:`~shard_operator.leaderelection.LeaderElector` calls
 :meth:`LeaderRunner.start` from ``on_started_leading`` and :meth:`LeaderRunner.stop` from
-``on_stopped_leading``. For every event an informer sees, the object is first written to the cache
-(so a worker that takes the key reads at least this version), then the handlers of its resource map
-it to keys, which are added to the work queue in one round trip.
+``on_stopped_leading``. Each informer hands its events to an
+:class:`~shard_operator.dispatching.EventDispatcher` (cache write, handler mapping, queue add).
 """
 
 from __future__ import annotations
@@ -19,12 +18,13 @@ import redis
 
 from shard_operator import metrics
 from shard_operator.cache import CacheWriter
+from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import Assigner
-from shard_operator.source import Event, Informer, Resource
+from shard_operator.source import Informer, Resource
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -191,21 +191,10 @@ class LeaderRunner:
         namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
         if not resource.namespaced:
             namespaces = None
-        return Informer(resource, self._handler(resource, handlers), api_client=self._api_client,
+        dispatcher = EventDispatcher(resource.name, handlers, cache=self._cache, queue=self._queue,
+                                     controller=operator.name)
+        return Informer(resource, dispatcher, api_client=self._api_client,
                         namespaces=namespaces,
                         label_selector=(config.label_selector or operator.label_selector) if primary else None,
                         field_selector=(config.field_selector or operator.field_selector) if primary else None,
                         transform=operator.transform, on_list=self._cache.list_hook_for(resource.name))
-
-    def _handler(self, resource: Resource, handlers: list[EventHandler]) -> Callable[[Event], None]:
-        kind, cache, queue, controller = resource.name, self._cache, self._queue, self.operator.name
-        adds = metrics.QUEUE_ADDS.labels(controller)
-
-        def handle(event: Event) -> None:
-            cache.apply(kind, event)
-            keys = [key for handler in handlers for key in handler.keys_for(event)]
-            if keys:
-                added = queue.add_many(dict.fromkeys(keys))
-                if added:
-                    adds.inc(added)
-        return handle

@@ -1,12 +1,15 @@
-"""Worker processes: one shard each, started with ``multiprocess`` and supervised.
+"""Worker processes: one shard each, run by the shared supervised process pool.
 
 Where it sits: the manager (or a test, or the queue benchmark) builds one :class:`WorkerSpec` per
-shard and hands them to a :class:`WorkerPool`. Each child creates its own Redis client (never
-inherited across the fork), announces its shard with a heartbeat, and runs a
-:class:`~shard_operator.worker.runner.ShardWorker`. A child that dies is restarted with exponential
-backoff; its claims expire and its keys are queued again (I5). ``stop()`` asks every child to finish
-its in-flight keys, leave the ring and exit; children that do not are killed after the timeout. A
-child whose parent died (the manager was killed) stops the same way at its next heartbeat.
+shard and hands them to a :class:`WorkerPool`, a thin user of
+:class:`~shard_operator.supervision.ProcessPool` (fork, restart backoff, parent-death check, drain
+then kill). Each child creates its own Redis client (never inherited across the fork), announces its
+shard with a heartbeat, and runs a :class:`~shard_operator.worker.runner.ShardWorker`.
+
+When a child dies, the pool knows its owner id (host, pid, shard), so it releases that child's
+claims at once and their keys are queued again within a supervision tick, not after the claim TTL
+(I5). A child restarted with a delay (it died again soon after a start) leaves the shard ring
+meanwhile, so the live shards take its keys over at the leader's next rebalance.
 """
 
 from __future__ import annotations
@@ -14,22 +17,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import multiprocess
-
-from shard_operator import metrics
-from shard_operator.queue import TokenBucket
-from shard_operator.supervision import RestartPolicy
+from shard_operator.errors import ClaimLostError, ShardOperatorError
+from shard_operator.keys import Keys
+from shard_operator.queue import Item, RateLimitingQueue, TokenBucket, WorkQueue
+from shard_operator.sharding import Membership
+from shard_operator.storage import connect, redis_errors
+from shard_operator.supervision import Child, Exit, ProcessPool, RestartPolicy
 from shard_operator.worker.runner import ReconcileFn
 
-__all__ = ["WorkerPool", "WorkerSpec", "run_shard_worker"]
+__all__ = ["WorkerPool", "WorkerSpec", "release_claims", "run_shard_worker", "worker_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +55,27 @@ class WorkerSpec:
     context_factory: Callable[[Any], dict[str, Any]] | None = None
 
 
+def worker_owner(shard: str, pid: int | None = None) -> str:
+    """The owner id a worker process claims keys under: ``<host>:<pid>:<shard>``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{shard}"
+
+
 def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> None:
     """The body of a worker process (also callable in a thread for tests): runs until ``stop`` is set."""
-    import redis
-
-    from shard_operator.keys import Keys
-    from shard_operator.queue import RateLimitingQueue
-    from shard_operator.sharding import Membership
     from shard_operator.worker.runner import ShardWorker
 
     options: dict[str, Any] = {"socket_timeout": max(10.0, spec.get_timeout * 4), "health_check_interval": 30}
-    client = redis.Redis.from_url(spec.redis_url, **{**options, **spec.redis_options})
+    client = connect(spec.redis_url, **{**options, **spec.redis_options})
     keys = Keys.for_controller(spec.controller)
     queue = RateLimitingQueue(client, keys, bucket=spec.bucket, claim_ttl=spec.claim_ttl)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{spec.shard}"
     membership = Membership(client, keys, spec.shard)
     context = spec.context_factory(client) if spec.context_factory is not None else {}
-    worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard, owner=owner,
-                         threads=spec.threads, get_timeout=spec.get_timeout,
+    worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard,
+                         owner=worker_owner(spec.shard), threads=spec.threads, get_timeout=spec.get_timeout,
                          **context)
-    parent = os.getppid()
 
     def beat() -> None:
         while not stop.is_set():
-            if os.getppid() != parent:  # the manager died (SIGKILL): drain, leave the ring and exit
-                log.warning("the parent of shard %s's worker died; stopping", spec.shard)
-                break
             try:
                 membership.heartbeat()
             except Exception as exc:  # a Redis outage must not end the worker; the beat resumes after it
@@ -98,94 +95,100 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
         client.close()
 
 
-def _child_main(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> None:
-    # SIGTERM from outside (the pod is stopping) means the same as the pool's stop: drain and leave.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+def _worker_main(stop: threading.Event, spec: WorkerSpec, reconcile: ReconcileFn) -> None:
     run_shard_worker(spec, reconcile, stop)
 
 
-@dataclass
-class _Slot:
-    spec: WorkerSpec
-    process: Any = None
-    stop: Any = None
-    started_at: float = 0.0
-    restarts: int = 0
-    next_start: float = 0.0
+def release_claims(queue: WorkQueue, owner: str) -> list[str]:
+    """Queue again, at once, every key claimed by ``owner``, a worker process known to be dead.
+
+    Only for an owner that can no longer act (its process exited): releasing a live worker's claims
+    would let a second worker take its key (I1). Each key is marked dirty, then its claim is released,
+    so ``done`` pushes it to its current shard. A claim reaped or released meanwhile is skipped (the
+    key was queued by whoever did). Returns the keys released.
+    """
+    prefix = owner + ":"
+    with redis_errors():
+        claims = [(_text(key), _text(token)) for key, token in queue.client.hscan_iter(queue.keys.processing)]
+    released = []
+    for key, token in claims:
+        if not token.startswith(prefix):
+            continue
+        queue.add(key)  # dirty while processing: done() below queues it again
+        item = Item(key=key, token=token, shard="", owner=owner, enqueued_at=0.0, claimed_at=0.0, deadline=0.0)
+        with contextlib.suppress(ClaimLostError):
+            queue.done(item)
+            released.append(key)
+    return released
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class WorkerPool:
-    """Starts one process per :class:`WorkerSpec` and restarts those that die.
+    """Starts one process per :class:`WorkerSpec` and restarts those that die (see the module docstring).
 
-    Call :meth:`supervise` periodically (the manager does, every ``interval``), or run
-    :meth:`run_supervisor` in a thread. Restart backoff doubles from ``restart_backoff`` up to
-    ``max_restart_backoff`` and resets once a child has run for ``stable_after`` seconds.
+    Call :meth:`supervise` periodically (the manager does), or run :meth:`run_supervisor` in a thread.
+    Restart backoff doubles from ``restart_backoff`` up to ``max_restart_backoff`` and resets once a
+    child has run for ``stable_after`` seconds. :meth:`stop` asks every child to finish its in-flight
+    keys, leave the ring and exit, and kills those that do not within the timeout.
     """
 
     def __init__(self, specs: list[WorkerSpec], reconcile: ReconcileFn, *, restart_backoff: float = 1.0,
-                 max_restart_backoff: float = 30.0, stable_after: float = 60.0) -> None:
-        if len({spec.shard for spec in specs}) != len(specs):
-            raise ValueError("each worker needs its own shard id")
-        self.reconcile = reconcile
+                 max_restart_backoff: float = 30.0, stable_after: float = 5.0) -> None:
+        if not specs or len({spec.shard for spec in specs}) != len(specs):
+            raise ValueError("a worker pool needs at least one spec, each with its own shard id")
+        self.specs, self.reconcile = list(specs), reconcile
         self.restart_policy = RestartPolicy(restart_backoff, max_restart_backoff, stable_after)
-        self._slots = [_Slot(spec) for spec in specs]
-        self._ctx = multiprocess.get_context("fork")
-        self._stopping = threading.Event()
+        self._pool = ProcessPool(len(self.specs), self._child, policy=self.restart_policy, on_exit=self._exited)
+        self._clients: dict[str, Any] = {}
 
     @property
     def pids(self) -> dict[str, int]:
-        return {slot.spec.shard: slot.process.pid for slot in self._slots
-                if slot.process is not None and slot.process.is_alive()}
+        """Shard → pid of the live children."""
+        return {name.removeprefix("worker-"): pid for name, pid in self._pool.pids.items()}
 
     def start(self) -> None:
         """Start every child; a pool that was stopped can be started again."""
-        self._stopping.clear()
-        for slot in self._slots:
-            self._start(slot)
-
-    def _start(self, slot: _Slot) -> None:
-        slot.stop = self._ctx.Event()
-        slot.process = self._ctx.Process(target=_child_main, args=(slot.spec, self.reconcile, slot.stop),
-                                         name=f"worker-{slot.spec.shard}", daemon=False)
-        slot.process.start()
-        slot.started_at = time.monotonic()
+        self._pool.start()
 
     def supervise(self) -> list[str]:
-        """Restart dead children whose backoff has passed; returns the shards restarted now."""
-        restarted = []
-        now = time.monotonic()
-        for slot in self._slots:
-            if self._stopping.is_set() or slot.process is None or slot.process.is_alive():
-                continue
-            if slot.next_start == 0.0:
-                metrics.mark_process_dead(slot.process.pid)
-                self.restart_policy.schedule(slot, now)
-                log.warning("worker of shard %s exited with %s; restart in %.1fs", slot.spec.shard,
-                            slot.process.exitcode, slot.next_start - now)
-            if now >= slot.next_start:
-                slot.next_start = 0.0
-                self._start(slot)
-                restarted.append(slot.spec.shard)
-        return restarted
+        """Release dead children's claims and restart them after their backoff; returns the shards that died."""
+        return [self.specs[exit.slot].shard for exit in self._pool.supervise()]
 
     def run_supervisor(self, interval: float = 0.5) -> None:
-        while not self._stopping.wait(interval):
-            self.supervise()
+        self._pool.run_supervisor(interval)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask every child to drain and exit; kill those still running after ``timeout`` seconds."""
-        self._stopping.set()
-        for slot in self._slots:
-            if slot.stop is not None:
-                slot.stop.set()
-        deadline = time.monotonic() + timeout
-        for slot in self._slots:
-            if slot.process is None:
-                continue
-            slot.process.join(max(0.0, deadline - time.monotonic()))
-            if slot.process.is_alive():
-                log.warning("worker of shard %s did not stop in %.0fs; killing it", slot.spec.shard, timeout)
-                slot.process.kill()
-                slot.process.join(5)
-            metrics.mark_process_dead(slot.process.pid)
+        self._pool.stop(timeout)
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _child(self, index: int) -> Child:
+        spec = self.specs[index]
+        return Child(f"worker-{spec.shard}", _worker_main, (spec, self.reconcile))
+
+    def _exited(self, exits: list[Exit]) -> None:
+        for exit in exits:
+            spec = self.specs[exit.slot]
+            if exit.restart_in is None and exit.exitcode == 0:
+                continue  # drained on stop: it released its claims itself
+            try:
+                self._release(spec, exit)
+            except (ShardOperatorError, ValueError) as exc:  # the claims expire after claim_ttl instead
+                log.warning("could not release the claims of shard %s's dead worker: %s", spec.shard, exc)
+
+    def _release(self, spec: WorkerSpec, exit: Exit) -> None:
+        client = self._clients.get(spec.redis_url)
+        if client is None:
+            options = {"socket_connect_timeout": 2, "socket_timeout": 5, **spec.redis_options}
+            client = self._clients[spec.redis_url] = connect(spec.redis_url, **options)
+        keys = Keys.for_controller(spec.controller)
+        released = release_claims(WorkQueue(client, keys, claim_ttl=spec.claim_ttl), worker_owner(spec.shard, exit.pid))
+        if released:
+            log.warning("released %d claim(s) of shard %s's dead worker (pid %d)", len(released), spec.shard, exit.pid)
+        if exit.restart_in:  # restarted later: the live shards take its keys over meanwhile
+            Membership(client, keys, spec.shard).leave()
