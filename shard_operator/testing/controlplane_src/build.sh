@@ -52,7 +52,7 @@ go mod download -x 2>&1 | awk '
 
 # 2. Compile: `go build -v` prints each package it compiles (not the cached ones); count them.
 total=$(go list -deps ./cmd/... | wc -l)
-echo "[2/3] compiling (up to $total packages; cached ones are skipped)"
+echo "[2/3] compiling (up to $total packages; cached ones are skipped), then linking three binaries (1-3 minutes)"
 go build -v -trimpath -o "$dest/" -ldflags "$ldflags" ./cmd/... 2>&1 | awk -v total="$total" '
   /^[A-Za-z0-9._~\/-]+$/ { n++; if (n % 100 == 0) printf "      %d/%d packages compiled\n", n, total; next }
   { print }
