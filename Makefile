@@ -3,12 +3,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv controlplane lint typecheck test test-fast run testenv-down bench-queue bench-e2e clean
+LOCK   := requirements-test.lock
+
+.PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e clean
 
 help:
 	@echo "make run        set up, then run the example operator on the embedded control plane + Redis"
 	@echo "make test       set up, lint, type-check and run the whole test suite"
 	@echo "make test-fast  the unit tests only (no control plane, no redis-server)"
+	@echo "make lock       refresh $(LOCK) (exact versions with hashes) from pyproject.toml's ranges"
 	@echo "make bench-queue  the work-queue benchmark (figures in loadtest/results/)"
 	@echo "make bench-e2e    the end-to-end benchmark: 1,000 Widgets through the whole pipeline"
 
@@ -19,17 +22,28 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions with hashes from the lock, then the project itself without resolving anything again.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# kube-apiserver, etcd and kube-controller-manager from the Go module shipped in the package
+# (the same build as `shard-operator testenv build`), into the checkout's build folder.
 controlplane:
-	@tools/controlplane/build.sh
+	@bash shard_operator/testing/controlplane_src/build.sh --dest tools/controlplane/bin
+
+# Re-resolve the test environment within pyproject.toml's version ranges (newest allowed versions)
+# and pin it with hashes. Commit the result; `make setup` and CI install exactly that.
+lock: venv
+	$(PY) -m pip install -q --disable-pip-version-check 'uv>=0.5'
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --generate-hashes --universal \
+	  --python-version 3.11 --upgrade --quiet -o $(LOCK)
 
 lint: venv
 	$(VENV)/bin/ruff check shard_operator tests loadtest examples
+	@if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; else echo "lint-imports: no .importlinter, skipped"; fi
 
 typecheck: venv
 	$(VENV)/bin/mypy && $(VENV)/bin/mypy --strict --follow-imports=silent examples/
@@ -43,13 +57,17 @@ test-fast: venv
 # The example operator on the embedded control plane and Redis (started if not running). Stop with Ctrl-C;
 # `make testenv-down` stops the environment. APP picks another operator (module:attribute).
 APP ?= examples.widgets:operator
+# The health and metrics server takes port 8080, or a free port when 8080 is taken (METRICS_PORT picks another).
+METRICS_PORT ?= 8080
 run: setup
 	@$(VENV)/bin/shard-operator testenv up >/dev/null
 	@eval "$$($(VENV)/bin/shard-operator testenv env --export)"; \
+	  port=$$($(PY) scripts/free-port.py $(METRICS_PORT)); \
 	  PYTHONPATH=. $(PY) -m examples.widgets install && \
 	  echo "running $(APP) against the embedded control plane (KUBECONFIG=$$KUBECONFIG)" && \
+	  echo "health and metrics: http://127.0.0.1:$$port/healthz  http://127.0.0.1:$$port/metrics" && \
 	  echo "try: KUBECONFIG=$$KUBECONFIG kubectl apply -f - <<< '{\"apiVersion\":\"example.shard-operator.dev/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":\"w1\",\"namespace\":\"default\"},\"spec\":{\"size\":3}}'" && \
-	  PYTHONPATH=. exec $(VENV)/bin/shard-operator run --app $(APP) --redis-url "$$REDIS_URL" \
+	  PYTHONPATH=. exec $(VENV)/bin/shard-operator run --app $(APP) --metrics-address ":$$port" \
 	    --lease-namespace default --workers 2
 
 testenv-down: venv

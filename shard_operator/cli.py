@@ -1,30 +1,33 @@
-"""The ``shard-operator`` command line.
+"""The shard-operator command line: run an operator, show its status, manage the test environment.
 
 Commands:
-  run --app module:attr        run an operator: leader candidate, worker processes, health server
-  status --app module:attr     leader, live shards, queue depths, in-flight and retrying keys
-  testenv up|down|env|status   the embedded control plane and Redis (for running without a cluster)
+  run --app module:attr              run an operator: leader candidate, worker processes, health server
+  status --app module:attr           leader, live shards, queue depths, in-flight and retrying keys
+  testenv build|up|down|env|status   the embedded control plane and Redis (for running without a cluster)
 
 Every option of ``run`` and ``status`` can also be given as an environment variable
 ``SHARD_OPERATOR_<OPTION>`` (``--redis-url`` → ``SHARD_OPERATOR_REDIS_URL``; repeated options such as
 ``--namespace`` take a comma-separated list); a flag wins over the environment.
 
 Every failure the library expects ends in a one-line message on stderr and a non-zero exit code
-(2 for bad configuration or input, 1 for anything else), never a traceback.
+(2 for bad configuration or input, 1 for anything else), never a traceback; a closed output pipe
+(``shard-operator status | head -1``) ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
-import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shard_operator import logs
 from shard_operator.config import ENV_PREFIX, Config
 from shard_operator.errors import ConfigError, ShardOperatorError
 
@@ -35,25 +38,45 @@ __all__ = ["main"]
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("shard-operator")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from an unpacked tree
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shard-operator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"shard-operator {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_parser(commands)
     add_status_parser(commands)
+    add_testenv_parser(commands)
+    return parser
 
-    testenv = commands.add_parser("testenv", help="start, inspect or stop the embedded control plane and Redis")
+
+def add_testenv_parser(commands: Any) -> None:
+    testenv = commands.add_parser("testenv", help="build, start, inspect or stop the embedded control plane "
+                                  "and Redis")
     testenv.add_argument("--dir", type=Path, default=None,
-                         help="state folder (default: $SHARD_OPERATOR_TESTENV_DIR or "
+                         help="state folder (default: $SHARD_OPERATOR_TESTENV_DIR, else "
                               "~/.local/state/shard-operator/testenv)")
     actions = testenv.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("up", help="start etcd, kube-apiserver and redis-server in the background")
+    build = actions.add_parser("build", help="build kube-apiserver, etcd and kube-controller-manager from "
+                               "source (needs Go >= 1.24; 5-20 minutes the first time)")
+    build.add_argument("--dest", type=Path, default=None,
+                       help="folder for the binaries (default: ~/.cache/shard-operator/controlplane/bin, "
+                            "where the test environment looks for them)")
+    actions.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and redis-server "
+                       "in the background")
     actions.add_parser("down", help="stop them and remove the state folder")
     actions.add_parser("status", help="say whether the environment runs")
-    env = actions.add_parser("env", help="print KUBECONFIG=… and REDIS_URL=… of the running environment")
+    env = actions.add_parser("env", help="print KUBECONFIG, REDIS_URL and SHARD_OPERATOR_REDIS_URL of the "
+                             "running environment")
     env.add_argument("--export", action="store_true", help="prefix each line with 'export ' for eval")
-    return parser
 
 
 # -- run and status ---------------------------------------------------------------------------
@@ -74,7 +97,8 @@ def _option(parser: argparse.ArgumentParser, option: str, kind: Callable[[str], 
             default = kind(raw)
         except ValueError:
             parser.error(f"{ENV_PREFIX}{option.upper().replace('-', '_')}={raw!r} is not a valid value")
-    shown = f" (env {ENV_PREFIX}{option.upper().replace('-', '_')}; default {default})"
+    variable = ENV_PREFIX + option.upper().replace("-", "_")
+    shown = f" (env {variable})" if default is None else f" (env {variable}; default {default})"
     parser.add_argument(f"--{option}", type=kind, default=default, help=help + shown, metavar=metavar)
 
 
@@ -115,6 +139,8 @@ def add_run_parser(commands: Any) -> None:
             "(default: 1 if the operator registered a background task, else 0)")
     _option(run, "job-timeout", float, _DEFAULTS.job_timeout, "default time limit of a background job in seconds")
     _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
+    _option(run, "log-format", str, "text", "text (one readable line per record) or json (one object per "
+            "line, for log pipelines)")
 
 
 def add_status_parser(commands: Any) -> None:
@@ -138,8 +164,15 @@ def load_operator(spec: str | None) -> Operator:
         sys.path.insert(0, os.getcwd())  # the console script does not put the working folder on the path
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ConfigError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+        raise ConfigError(f"--app {spec}: {_where(exc)}: {type(exc).__name__}: {exc}") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"--app {spec}: {exc.filename} line {exc.lineno}: SyntaxError: {exc.msg}") from None
+    except Exception as exc:
+        raise ConfigError(f"--app {spec}: importing {module_name} failed at {_where(exc)}: "
+                          f"{type(exc).__name__}: {exc}") from None
     try:
         found: Any = getattr(module, attr)
     except AttributeError:
@@ -149,6 +182,15 @@ def load_operator(spec: str | None) -> Operator:
     if not isinstance(found, Operator):
         raise ConfigError(f"--app {spec}: {attr} is a {type(found).__name__}, not a shard_operator.Operator")
     return found
+
+
+def _where(exc: BaseException) -> str:
+    """``FILE line N`` of the innermost frame of ``exc`` that is not the import machinery."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith("<frozen ")]
+    if not frames:
+        return "unknown location"
+    return f"{frames[-1].filename} line {frames[-1].lineno}"
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -165,11 +207,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    level = getattr(logging, str(args.log_level).upper(), None)
-    if not isinstance(level, int):
-        raise ConfigError(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
+    logs.set_process("manager")
     operator = load_operator(args.app)
     config = config_from_args(args)
     from shard_operator.manager import Manager
@@ -192,11 +231,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         client.close()
         api.close()
+    if not _controller_seen(status):
+        raise ShardOperatorError(f"no controller {controller!r}: no leader Lease {lease[0]}/{lease[1]} and "
+                                 f"nothing of it in Redis at {args.redis_url} (is the name right, and does "
+                                 "the operator run?)")
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
 
+def _controller_seen(status: dict[str, Any]) -> bool:
+    """Whether anything of the controller exists: a leader, shards, queued or retrying keys, or jobs."""
+    return bool(status.get("leader") or status.get("epoch") or status.get("ring") or status.get("live_shards")
+                or status.get("pending") or status.get("dirty") or status.get("in_flight")
+                or status.get("retrying") or status.get("jobs") or status.get("leader_error"))
+
+
 def cmd_testenv(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        from shard_operator.testing.binaries import build_controlplane, user_cache_bin_dir
+
+        build_controlplane(args.dest or user_cache_bin_dir())
+        return 0
     from shard_operator.testing import testenv
 
     folder = args.dir or testenv.default_state_dir()
@@ -222,7 +277,23 @@ def cmd_testenv(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exit_:  # --help, --version and usage errors
+            sys.stdout.flush()
+            return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+        logs.configure("WARNING", "text")  # `run` reconfigures with its own options
+        return _dispatch(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): say nothing more, and keep Python's
+        # exit-time flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)

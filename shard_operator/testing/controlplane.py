@@ -1,9 +1,11 @@
-"""A real Kubernetes control plane on loopback: etcd and kube-apiserver, built from the
-upstream Go modules by ``tools/controlplane`` (or taken from ``KUBEBUILDER_ASSETS``).
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager,
+built from the upstream Go modules shipped in ``controlplane_src/`` (see :mod:`.binaries`).
 
 The API server runs with RBAC authorization, client-certificate authentication (an admin
 in ``system:masters``), service-account token signing, and no admission plugin that needs
-a controller. :attr:`ControlPlane.kubeconfig` is a kubeconfig file for the admin.
+a controller. The controller manager runs the garbage collector and the namespace controller
+as the admin, so owner references cascade and deleted namespaces finish terminating as in a
+real cluster. :attr:`ControlPlane.kubeconfig` is a kubeconfig file for the admin.
 """
 
 from __future__ import annotations
@@ -33,25 +35,35 @@ __all__ = ["ControlPlane"]
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
+# The controllers of kube-controller-manager that a test cluster needs: cascading deletion by
+# owner references, and namespaces that finish terminating (their content deleted first).
+CONTROLLERS = ("garbagecollector", "namespace")
+
+
 class ControlPlane:
-    """etcd + kube-apiserver in a temporary folder; use as a context manager.
+    """etcd + kube-apiserver + kube-controller-manager in a temporary folder; use as a context manager.
 
     ``start_timeout`` bounds each server's wait for readiness (a cold API server on two
-    cores needs 10-30 s). ``apiserver_flags`` are appended to the API server's flags.
+    cores needs 10-30 s). ``apiserver_flags`` are appended to the API server's flags (a later
+    flag wins, e.g. ``["--max-requests-inflight=5"]``). ``controllers`` names the controllers of
+    kube-controller-manager to run; an empty tuple runs no controller manager at all.
     """
 
     def __init__(self, *, workdir: Path | None = None, start_timeout: float = 120.0,
-                 apiserver_flags: Sequence[str] = ()) -> None:
+                 apiserver_flags: Sequence[str] = (), controllers: Sequence[str] = CONTROLLERS) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="shard-operator-cp-"))
         self._start_timeout = start_timeout
         self._apiserver_flags = list(apiserver_flags)
+        self._controllers = list(controllers)
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.apiserver_port = free_port()
+        self.controller_manager_port = free_port()
         self._certs: ControlPlaneCerts | None = None
         self._etcd: ManagedProcess | None = None
         self._apiserver: ManagedProcess | None = None
+        self._controller_manager: ManagedProcess | None = None
 
     # -- addresses -----------------------------------------------------------------
 
@@ -76,7 +88,7 @@ class ControlPlane:
     @property
     def pids(self) -> dict[str, int]:
         """PIDs of the running server processes, by name."""
-        return {proc.name: proc.pid for proc in (self._etcd, self._apiserver)
+        return {proc.name: proc.pid for proc in (self._etcd, self._apiserver, self._controller_manager)
                 if proc is not None and proc.pid is not None}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -85,15 +97,15 @@ class ControlPlane:
         try:
             self._certs = write_certs(self.workdir / "pki")
             self._start_etcd()
-            self.start_apiserver()
             self._write_kubeconfig()
+            self.start_apiserver()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop the API server, then etcd, and remove the temporary folder. Idempotent."""
+        """Stop the controller manager, the API server, then etcd, and remove the temporary folder. Idempotent."""
         self.stop_apiserver()
         if self._etcd is not None:
             self._etcd.stop()
@@ -102,15 +114,33 @@ class ControlPlane:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def stop_apiserver(self) -> None:
-        """Stop only the API server (etcd keeps the data), e.g. to test informer resumption."""
+        """Stop the API server (etcd keeps the data), e.g. to test informer resumption.
+
+        The controller manager stops with it and :meth:`start_apiserver` starts it again, so that
+        its garbage collector starts from fresh discovery and informers, as after a cluster restart.
+        """
+        if self._controller_manager is not None:
+            self._controller_manager.stop()
+            self._controller_manager = None
         if self._apiserver is not None:
             self._apiserver.stop()
             self._apiserver = None
 
     def start_apiserver(self) -> None:
-        """Start the API server on its fixed port and wait for ``/readyz``."""
+        """Start the API server on its fixed port, wait for ``/readyz``, then (re)start the controller manager."""
+        argv = self.apiserver_argv()
+        self._apiserver = ManagedProcess("kube-apiserver", argv, self.workdir / "kube-apiserver.log",
+                                         env=_child_env())
+        self._apiserver.start()
+        wait_until(self._apiserver_ready, timeout=self._start_timeout, what="kube-apiserver /readyz",
+                   interval=0.25, alive=self._apiserver.raise_if_exited)
+        if self._controllers:
+            self._start_controller_manager()
+
+    def apiserver_argv(self) -> list[str]:
+        """The API server's command line: the test defaults, then ``apiserver_flags``."""
         certs = self.certs
-        argv = [
+        return [
             str(controlplane_binary("kube-apiserver")),
             f"--etcd-servers={self.etcd_url}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
@@ -131,11 +161,35 @@ class ControlPlane:
             "--enable-priority-and-fairness=false",
             *self._apiserver_flags,
         ]
-        self._apiserver = ManagedProcess("kube-apiserver", argv, self.workdir / "kube-apiserver.log",
-                                         env=_child_env())
-        self._apiserver.start()
-        wait_until(self._apiserver_ready, timeout=self._start_timeout, what="kube-apiserver /readyz",
-                   interval=0.25, alive=self._apiserver.raise_if_exited)
+
+    def controller_manager_argv(self) -> list[str]:
+        """kube-controller-manager as the admin (no per-controller service accounts), no leader election."""
+        return [
+            str(controlplane_binary("kube-controller-manager")),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            f"--controllers={','.join(self._controllers)}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.controller_manager_port}",
+            f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+            "--authentication-skip-lookup=true",  # no requestheader CA in this cluster: do not look for one
+            # Garbage collection and namespace deletion react within a second instead of 30 s.
+            "--concurrent-gc-syncs=5",
+            "--concurrent-namespace-syncs=5",
+            "--namespace-sync-period=10s",
+        ]
+
+    def _start_controller_manager(self) -> None:
+        self._controller_manager = ManagedProcess(
+            "kube-controller-manager", self.controller_manager_argv(),
+            self.workdir / "kube-controller-manager.log", env=_child_env())
+        self._controller_manager.start()
+        wait_until(self._controller_manager_healthy, timeout=self._start_timeout,
+                   what="kube-controller-manager /healthz", interval=0.25,
+                   alive=self._controller_manager.raise_if_exited)
 
     def _start_etcd(self) -> None:
         argv = [
@@ -175,6 +229,14 @@ class ControlPlane:
 
     def _apiserver_ready(self) -> bool:
         return self.get_raw("/readyz", timeout=2) == b"ok"
+
+    def _controller_manager_healthy(self) -> bool:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # its serving certificate is self-signed at start-up
+        url = f"https://127.0.0.1:{self.controller_manager_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bytes(response.read()) == b"ok"
 
     # -- clients -------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """``shard-operator testenv``: the embedded control plane and Redis as long-running background
 servers, for running the operator when the user has no cluster.
 
-``up`` starts etcd, kube-apiserver and redis-server detached from the calling process and records
-them in ``state.json`` in the state folder; ``env`` prints ``KUBECONFIG=…`` and ``REDIS_URL=…``;
-``down`` stops every recorded process and removes the folder.
+``up`` starts etcd, kube-apiserver, kube-controller-manager and redis-server detached from the
+calling process and records them in ``state.json`` in the state folder; ``env`` prints the variables
+that point a client at them (``KUBECONFIG``, ``REDIS_URL`` and ``SHARD_OPERATOR_REDIS_URL``, which
+``shard-operator run`` and ``status`` read); ``down`` stops every recorded process and removes the folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -94,8 +96,8 @@ def testenv_down(folder: Path, timeout: float = 10.0) -> bool:
     if state is None:
         shutil.rmtree(folder, ignore_errors=True)
         return False
-    # The API server first, then etcd, then Redis: the reverse of their start order.
-    for name in ("kube-apiserver", "etcd", "redis-server"):
+    # The reverse of their start order: controller manager, API server, etcd, then Redis.
+    for name in ("kube-controller-manager", "kube-apiserver", "etcd", "redis-server"):
         pid = state.pids.get(name)
         if pid is not None:
             _stop_group(pid, timeout)
@@ -110,8 +112,11 @@ def testenv_status(folder: Path) -> TestEnvState | None:
 
 
 def env_lines(state: TestEnvState, export: bool = False) -> list[str]:
+    """``NAME=value`` lines for a shell: the kubeconfig and Redis URL for kubectl, redis-cli and the CLI."""
     prefix = "export " if export else ""
-    return [f"{prefix}KUBECONFIG={state.kubeconfig}", f"{prefix}REDIS_URL={state.redis_url}"]
+    values = {"KUBECONFIG": state.kubeconfig, "REDIS_URL": state.redis_url,
+              "SHARD_OPERATOR_REDIS_URL": state.redis_url}
+    return [f"{prefix}{name}={shlex.quote(value)}" for name, value in values.items()]
 
 
 def _pid_alive(pid: int) -> bool:

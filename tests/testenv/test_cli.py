@@ -24,7 +24,8 @@ def test_testenv_up_prints_a_working_kubeconfig_and_redis_url_and_down_stops_eve
     up = shard_operator("testenv", "up", state_dir=state_dir)
     assert up.returncode == 0, up.stderr
     values = dict(line.split("=", 1) for line in up.stdout.splitlines())
-    assert set(values) == {"KUBECONFIG", "REDIS_URL"}
+    assert set(values) == {"KUBECONFIG", "REDIS_URL", "SHARD_OPERATOR_REDIS_URL"}
+    assert values["SHARD_OPERATOR_REDIS_URL"] == values["REDIS_URL"]
     try:
         with config.new_client_from_config(config_file=values["KUBECONFIG"]) as api:
             assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"

@@ -240,3 +240,38 @@ class TestVersion:
         version = json.loads(control_plane.get_raw("/version"))
         assert version["gitVersion"].startswith("v1.")
         assert version["major"] == "1"
+
+
+class TestControllerManager:
+    def test_an_owned_config_map_is_garbage_collected_after_its_owner_is_deleted(self, api, namespace):
+        core = client.CoreV1Api(api)
+        owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "owned", "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})
+        core.delete_namespaced_config_map("owner", namespace)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespaced_config_map("owned", namespace)
+            except ApiException as exc:
+                assert exc.status == 404
+                return
+            time.sleep(0.2)
+        pytest.fail("the owned ConfigMap was not garbage-collected within 60 s")
+
+    def test_a_deleted_namespace_with_content_finishes_terminating(self, api):
+        core = client.CoreV1Api(api)
+        name = f"doomed-{uuid.uuid4().hex[:8]}"
+        core.create_namespace({"metadata": {"name": name}})
+        core.create_namespaced_config_map(name, {"metadata": {"name": "content"}})
+        core.delete_namespace(name)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                phase = core.read_namespace(name).status.phase
+            except ApiException as exc:
+                assert exc.status == 404
+                return
+            assert phase == "Terminating"
+            time.sleep(0.2)
+        pytest.fail(f"namespace {name} was still terminating after 60 s")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import redis
 
 from shard_operator.errors import BinaryNotFoundError, TestEnvError
 from shard_operator.testing import ControlPlane, RedisServer
+from shard_operator.testing.binaries import controlplane_binary, controlplane_source, user_cache_bin_dir
+from shard_operator.testing.certs import write_certs
 
 
 def process_exists(pid: int) -> bool:
@@ -67,7 +71,7 @@ class TestControlPlaneLauncher:
     def test_stopping_leaves_no_process_and_removes_the_folder(self):
         plane = ControlPlane().start()
         pids, workdir = plane.pids, plane.workdir
-        assert set(pids) == {"etcd", "kube-apiserver"}
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
         assert all(process_exists(pid) for pid in pids.values())
         assert plane.get_raw("/readyz") == b"ok"
         plane.stop()
@@ -90,3 +94,70 @@ class TestControlPlaneLauncher:
         fake.chmod(0o755)
         with pytest.raises(TestEnvError, match="etcd exited with code 3"):
             ControlPlane(start_timeout=10).start()
+
+
+class TestLauncherFlags:
+    def test_extra_api_server_flags_come_after_the_defaults_so_they_win(self, tmp_path):
+        plane = ControlPlane(workdir=tmp_path, apiserver_flags=["--max-requests-inflight=5"])
+        plane._certs = write_certs(tmp_path / "pki")
+        argv = plane.apiserver_argv()
+        assert argv[-1] == "--max-requests-inflight=5"
+        assert "--enable-priority-and-fairness=false" in argv  # else max-requests-inflight is ignored
+
+    def test_the_controller_manager_runs_the_garbage_collector_and_namespace_controller_as_the_admin(
+            self, tmp_path, monkeypatch):
+        monkeypatch.setenv("SHARD_OPERATOR_CONTROLPLANE_BIN", str(tmp_path))
+        binary = tmp_path / "kube-controller-manager"
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+        argv = ControlPlane(workdir=tmp_path).controller_manager_argv()
+        assert "--controllers=garbagecollector,namespace" in argv
+        assert {"--leader-elect=false", "--use-service-account-credentials=false",
+                f"--kubeconfig={tmp_path / 'kubeconfig'}"} <= set(argv)
+
+
+class TestBinaryLookup:
+    def test_the_user_cache_is_searched_after_the_variables(self, tmp_path, monkeypatch):
+        for variable in ("KUBEBUILDER_ASSETS", "SHARD_OPERATOR_CONTROLPLANE_BIN"):
+            monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda: None)
+        cached = user_cache_bin_dir() / "kube-apiserver"
+        cached.parent.mkdir(parents=True)
+        cached.write_text("#!/bin/sh\n")
+        cached.chmod(0o755)
+        assert controlplane_binary("kube-apiserver") == cached
+        explicit = tmp_path / "explicit"
+        explicit.mkdir()
+        (explicit / "kube-apiserver").write_text("#!/bin/sh\n")
+        (explicit / "kube-apiserver").chmod(0o755)
+        monkeypatch.setenv("SHARD_OPERATOR_CONTROLPLANE_BIN", str(explicit))
+        assert controlplane_binary("kube-apiserver") == explicit / "kube-apiserver"
+
+    def test_a_missing_binary_names_only_commands_a_pip_user_has(self, tmp_path, monkeypatch):
+        for variable in ("KUBEBUILDER_ASSETS", "SHARD_OPERATOR_CONTROLPLANE_BIN"):
+            monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda: None)
+        with pytest.raises(BinaryNotFoundError) as info:
+            controlplane_binary("kube-controller-manager")
+        message = str(info.value)
+        assert "shard-operator testenv build" in message and "KUBEBUILDER_ASSETS" in message
+        assert "make" not in message and "tools/controlplane" not in message
+        assert str(user_cache_bin_dir()) in message
+
+    def test_the_go_module_ships_inside_the_package(self):
+        source = controlplane_source()
+        assert {"go.mod", "go.sum", "build.sh"} <= {path.name for path in source.iterdir()}
+        assert {path.parent.name for path in source.glob("cmd/*/main.go")} == \
+            {"etcd", "kube-apiserver", "kube-controller-manager"}
+
+    def test_building_without_go_fails_with_one_line_naming_what_to_install(self, tmp_path):
+        environ = {**os.environ, "PATH": str(tmp_path)}
+        result = subprocess.run([sys.executable, "-m", "shard_operator.cli", "testenv", "build",
+                                 "--dest", str(tmp_path / "bin")], env=environ, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Go is not installed" in lines[0], result.stderr
