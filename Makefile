@@ -43,7 +43,7 @@ lock: venv
 
 lint: venv
 	$(VENV)/bin/ruff check shard_operator tests loadtest examples
-	@if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; else echo "lint-imports: no .importlinter, skipped"; fi
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy && $(VENV)/bin/mypy --strict --follow-imports=silent examples/

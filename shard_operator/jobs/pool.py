@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from shard_operator import logs
 from shard_operator.errors import StorageError
 from shard_operator.jobs.naming import DEFAULT_QUEUE, alive_key
 from shard_operator.jobs.registry import TaskRegistry, default_registry
@@ -91,6 +92,7 @@ def run_job_worker(spec: JobWorkerSpec, registry: TaskRegistry, stop: threading.
 
 
 def _job_worker_main(stop: threading.Event, spec: JobWorkerSpec, registry: TaskRegistry) -> None:
+    logs.set_process("job-worker", spec.name)
     run_job_worker(spec, registry, stop)
 
 
@@ -126,7 +128,10 @@ class JobWorkerPool:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            self._client = connect(self.redis_url, **self.redis_options)
+            # Timeouts: the manager's supervision loop sweeps through this client, and a hung Redis must
+            # not stop it from restarting dead children.
+            options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 3.0}
+            self._client = connect(self.redis_url, **{**options, **self.redis_options})
         return self._client
 
     @property

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shard_operator import logs
 from shard_operator.errors import ClaimLostError, ShardOperatorError
 from shard_operator.keys import Keys
 from shard_operator.queue import Item, RateLimitingQueue, TokenBucket, WorkQueue
@@ -96,7 +97,9 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
 
 
 def _worker_main(stop: threading.Event, spec: WorkerSpec, reconcile: ReconcileFn) -> None:
-    run_shard_worker(spec, reconcile, stop)
+    logs.set_process("worker", spec.shard)
+    with logs.log_context(controller=spec.controller):
+        run_shard_worker(spec, reconcile, stop)
 
 
 def release_claims(queue: WorkQueue, owner: str) -> list[str]:
