@@ -4,6 +4,7 @@ version it holds (no extra GET), and never sleeps past its deadline."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -70,7 +71,7 @@ def test_a_leader_throttled_until_shortly_before_its_deadline_keeps_the_lease():
         with api._lock:
             throttled = [(at, method) for at, method, answered in api.calls if not answered]
         assert throttled and all(method == "PUT" for _, method in throttled)  # no extra GET per attempt
-        gaps = [later - earlier for (earlier, _), (later, _) in zip(throttled, throttled[1:], strict=False)]
+        gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(throttled)]
         assert all(gap >= 0.19 for gap in gaps)  # Retry-After is honoured
     finally:
         elector.stop(timeout=5, release=False)
