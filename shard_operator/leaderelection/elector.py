@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shard_operator.errors import ApiError, ConfigError, ConflictError, NotFoundError
+from shard_operator.errors import ApiError, ConfigError, ConflictError, NotFoundError, TooManyRequestsError
 from shard_operator.leaderelection.lease import LeaderElectionRecord, LeaseLock
 
 if TYPE_CHECKING:
@@ -45,6 +45,11 @@ class LeaderElector:
       its last successful renewal, or it sees another holder, it stops leading at once (before the
       others may consider the Lease expired, since ``lease_duration > renew_deadline``) and campaigns
       again.
+    - A 429 (API priority and fairness, ``--max-requests-inflight``) is waited out as ``Retry-After``
+      asks: a leader retries its renewal after ``Retry-After`` instead of ``retry_period``, never
+      sleeping past its renew deadline (it tries once more before it), and a renewal refused by a 429
+      writes on the version it already holds (no extra GET); a candidate waits at least
+      ``Retry-After`` before its next attempt.
     - ``on_started_leading()`` / ``on_stopped_leading()`` run in the elector's thread, strictly
       alternating, and must return quickly (start or stop threads; do not run the work in them).
       ``on_stopped_leading`` always runs before the Lease is released. ``on_new_leader(identity)``
@@ -88,6 +93,7 @@ class LeaderElector:
         self._released = True
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._retry_after: float | None = None  # of the last attempt's 429, if it got one
 
     # -- public API -------------------------------------------------------------------
 
@@ -133,8 +139,14 @@ class LeaderElector:
         The background thread calls this; tests call it directly to step a fake clock.
         """
         with self._step_lock:
+            self._retry_after = None
             try:
                 acquired = self._try_acquire_or_renew(self._clock() + self.renew_deadline)
+            except TooManyRequestsError as exc:
+                self._retry_after = exc.retry_after
+                _log.info("%s: lease %s/%s not acquired: throttled (Retry-After %s)", self.identity,
+                          self._lock.namespace, self._lock.name, exc.retry_after)
+                acquired = False
             except ApiError as exc:
                 _log.info("%s: lease %s/%s not acquired: %s", self.identity, self._lock.namespace,
                           self._lock.name, exc)
@@ -202,7 +214,8 @@ class LeaderElector:
             if self.try_acquire_or_renew():
                 self._lead(start)
             else:
-                self._stopping.wait(self.retry_period * (1 + random.uniform(0, JITTER_FACTOR)))
+                wait = self.retry_period * (1 + random.uniform(0, JITTER_FACTOR))
+                self._stopping.wait(max(wait, self._retry_after or 0.0))
 
     def _lead(self, renewed_at: float) -> None:
         """Lead until stopped or the Lease is lost; ``renewed_at`` is when the winning attempt began."""
@@ -210,10 +223,10 @@ class LeaderElector:
         _log.info("%s: became leader of lease %s/%s", self.identity, self._lock.namespace, self._lock.name)
         self._emit(self._on_status, True)
         self._emit(self._on_started_leading)
-        ok = True
+        ok, retry_after = True, None
         while True:
             deadline = renewed_at + self.renew_deadline
-            wait = self.retry_period if ok else min(self.retry_period, deadline - self._clock())
+            wait = self.retry_period if ok else self.retry_wait(deadline - self._clock(), retry_after)
             if self._stopping.wait(max(wait, 0.0)):
                 self._stop_leading("stopping")
                 if self._release_on_stop:
@@ -223,9 +236,15 @@ class LeaderElector:
             if start >= deadline:
                 self._stop_leading(f"not renewed within {self.renew_deadline}s")
                 return
+            retry_after = None
             with self._step_lock:
                 try:
                     ok = self._try_acquire_or_renew(deadline)
+                except TooManyRequestsError as exc:
+                    retry_after = exc.retry_after if exc.retry_after is not None else 1.0
+                    _log.info("%s: renewing the lease was throttled; retrying in %.2gs", self.identity,
+                              retry_after)
+                    ok = False
                 except ApiError as exc:
                     _log.warning("%s: renewing the lease failed: %s", self.identity, exc)
                     ok = False
@@ -235,6 +254,13 @@ class LeaderElector:
             elif self._observed.holder_identity not in ("", self.identity):
                 self._stop_leading(f"lease taken by {self._observed.holder_identity}")
                 return
+
+    def retry_wait(self, remaining: float, retry_after: float | None) -> float:
+        """How long a leader waits before retrying a failed renewal, ``remaining`` seconds before its
+        renew deadline: ``retry_after`` when the server asked for it, else ``retry_period``; but never
+        so long that no try is left before the deadline (a last one at most 0.2 s before it)."""
+        wanted = self.retry_period if retry_after is None else retry_after
+        return max(0.0, min(wanted, max(remaining - 0.2, remaining / 2)))
 
     def _stop_leading(self, why: str) -> None:
         _log.warning("%s: stopped leading lease %s/%s: %s", self.identity, self._lock.namespace,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shard_operator.errors import ApiError
+from shard_operator.errors import ApiError, TooManyRequestsError
 from shard_operator.kube import api_error, request_json
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ class LeaseLock:
 
     Contract: :meth:`get` raises :class:`NotFoundError` when the Lease does not exist; :meth:`create`
     raises :class:`ConflictError` when it already exists; :meth:`update` replaces the spec of the
-    object last read or written and raises :class:`ConflictError` if anyone wrote it since. Every
+    object last read or written and raises :class:`ConflictError` if anyone wrote it since (a 429,
+    :class:`TooManyRequestsError`, keeps that object: the server applied nothing). Every
     other failure, the transport's included, is an :class:`ApiError`. ``timeout`` bounds each call
     in seconds.
     """
@@ -93,6 +94,8 @@ class LeaseLock:
         body["spec"] = record.to_spec()
         try:
             self._lease = self._request("PUT", f"{self._collection}/{self.name}", body, timeout)
+        except TooManyRequestsError:
+            raise  # refused before it was applied: the version read is still the one to write on
         except ApiError:
             self._lease = None  # stale or unknown: the next attempt must read again
             raise

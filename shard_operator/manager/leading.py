@@ -18,6 +18,7 @@ import redis
 
 from shard_operator import metrics
 from shard_operator.cache import CacheWriter
+from shard_operator.cache.scope import Scope, namespaces_cached
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
@@ -38,14 +39,19 @@ log = logging.getLogger(__name__)
 
 
 class Coordinator:
-    """The leader's periodic duties, every ``interval`` seconds in one thread: publish the ring of live
-    shards (moving queued keys on a change), re-queue keys whose claim expired, and report the
-    shard and queue-depth metrics. Redis errors are logged and retried at the next tick."""
+    """The leader's periodic duties, every ``interval`` seconds in one thread (the first tick one
+    interval after :meth:`start`): publish the ring of live shards (moving queued keys on a change),
+    re-queue keys whose claim expired, and report the shard and queue-depth metrics. Redis errors
+    are logged and retried at the next tick; the first tick that succeeds after failed ones calls
+    ``on_recovered`` (Redis is back: whatever backs off because of it may retry now)."""
 
     def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float,
-                 watchdog: Callable[[], None] | None = None) -> None:
+                 watchdog: Callable[[], None] | None = None,
+                 on_recovered: Callable[[], None] | None = None) -> None:
         keys = Keys.for_controller(controller)
         self._watchdog = watchdog
+        self._on_recovered = on_recovered
+        self._failing = False
         self.controller = controller
         self.assigner = Assigner(client, keys, member_ttl=member_ttl)
         self.queue = RateLimitingQueue(client, keys, bucket=None)
@@ -65,6 +71,18 @@ class Coordinator:
 
     def tick(self) -> None:
         """One round of duties (the loop's body; tests call it directly)."""
+        try:
+            self._duties()
+        except BaseException:
+            self._failing = True
+            raise
+        if self._failing:
+            self._failing = False
+            log.info("coordinator of %s: Redis answers again", self.controller)
+            if self._on_recovered is not None:
+                self._on_recovered()
+
+    def _duties(self) -> None:
         if self._watchdog is not None:
             self._watchdog()
         rebalance = self.assigner.rebalance()
@@ -82,12 +100,13 @@ class Coordinator:
         metrics.QUEUE_DEPTH.labels(self.controller).set(self.queue.len())
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # The first tick waits one interval: LeaderRunner.start has just done its work, and a test
+        # driving tick() itself (with a long interval) never races the thread.
+        while not self._stop.wait(self.interval):
             try:
                 self.tick()
             except (ShardOperatorError, redis.RedisError) as exc:
                 log.warning("coordinator of %s: %s", self.controller, exc)
-            self._stop.wait(self.interval)
 
 
 class LeaderRunner:
@@ -102,6 +121,15 @@ class LeaderRunner:
     finds it gone, the informers are started afresh, so a new LIST refills the cache and adds every
     object's key again (I5); requeue-after timers and retry counts lost with the data come back from
     those reconciles.
+
+    Redis down without losing its data: the informers back off while their handler fails; the
+    first coordinator tick that reaches Redis again (every ``coordinate_interval``) ends their waits
+    and resets their backoff, so they relist within about a tick of Redis returning.
+
+    Scope: before the informers start, the namespaces watched for the primary resource are
+    published (:class:`~shard_operator.cache.scope.Scope`, read by the workers) and the cached
+    objects of every namespace outside them are removed, so a restart with a narrower
+    ``--namespace`` reconciles nothing it no longer watches.
     """
 
     def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
@@ -132,7 +160,8 @@ class LeaderRunner:
                 return
             self._leading = True
             self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
-                                            interval=self.config.coordinate_interval, watchdog=self._check_cache)
+                                            interval=self.config.coordinate_interval, watchdog=self._check_cache,
+                                            on_recovered=self._retry_informers)
             self._coordinator.start()
             self._try_start_informers()
 
@@ -148,10 +177,34 @@ class LeaderRunner:
     def _start_informers(self) -> None:
         """Write the cache marker, then start one informer per watched resource (under ``_lock``)."""
         self._client.set(self._marker, self.config.pod_name)
+        self._limit_to_scope()
         self._informers = [self._informer(resource, handlers)
                            for resource, handlers in self.operator.handlers_by_resource().items()]
         for informer in self._informers:
             informer.start()
+
+    def _limit_to_scope(self) -> None:
+        """Publish the primary resource's namespaces and drop cached objects outside them."""
+        scope = Scope.of(self._namespaces())
+        scope.publish(self._client, self.operator.name)
+        if scope.namespaces is None:
+            return  # the first list of each resource replaces the whole kind
+        for resource in self.operator.handlers_by_resource():
+            if not getattr(resource, "namespaced", True):
+                continue
+            for namespace in namespaces_cached(self._client, resource.name) - scope.namespaces:
+                removed = self._cache.replace(resource.name, [], namespace=namespace)
+                log.info("%s: namespace %s is out of scope: %d cached %s removed", self.operator.name,
+                         namespace, removed, resource.name)
+
+    def _namespaces(self) -> list[str] | None:
+        namespaces = self.config.namespaces if self.config.namespaces is not None else self.operator.namespaces
+        return None if namespaces is None else list(namespaces)
+
+    def _retry_informers(self) -> None:
+        """Redis is back after an outage: end the informers' backoff waits now."""
+        for informer in list(self._informers):
+            informer.retry_now()
 
     def _check_cache(self) -> None:
         """Start the informers if they are not running yet; relist everything if Redis lost the cache
@@ -188,7 +241,7 @@ class LeaderRunner:
     def _informer(self, resource: Resource, handlers: list[EventHandler]) -> Informer:
         primary = resource == self.operator.resource
         config, operator = self.config, self.operator
-        namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
+        namespaces = self._namespaces()
         if not resource.namespaced:
             namespaces = None
         dispatcher = EventDispatcher(resource.name, handlers, cache=self._cache, queue=self._queue,

@@ -13,8 +13,9 @@ __all__ = ["Backoff"]
 
 
 class Backoff:
-    """Delays for consecutive failures: ``initial * factor**n`` capped at ``maximum``, times a
-    random factor in ``[1, 1 + jitter)``. ``reset()`` after a success starts again at ``initial``."""
+    """Delays for consecutive failures: ``initial * factor**n`` times a random factor in
+    ``[1, 1 + jitter)``, never more than ``maximum`` (the jitter included, so a long outage is
+    retried at least every ``maximum`` seconds). ``reset()`` after a success starts again at ``initial``."""
 
     def __init__(self, initial: float = 0.8, maximum: float = 30.0, factor: float = 2.0,
                  jitter: float = 1.0, rand: Callable[[], float] = random.random) -> None:
@@ -35,7 +36,7 @@ class Backoff:
         """The delay before the next try, counting one more failure."""
         base = min(self.maximum, self.initial * self.factor ** min(self._failures, 64))
         self._failures += 1
-        return base * (1.0 + self.jitter * self._rand())
+        return min(self.maximum, base * (1.0 + self.jitter * self._rand()))
 
     def reset(self) -> None:
         self._failures = 0

@@ -39,6 +39,8 @@ class Informer:
     - ``has_synced`` turns true once every scope has been listed, and stays true.
     - ``resync_period`` (off by default) re-delivers every known object as MODIFIED with old == new.
     - ``stop()`` returns within about a second: it interrupts the open watches.
+    - Failures back off (``backoff``; at least ``Retry-After`` on a 429); ``retry_now()`` ends the
+      waits after failures that were not 429s, for a caller that knows their cause has gone.
 
     ``api_client`` is used for raw list/watch calls; ``list_watch`` replaces them (tests, fakes).
     """
@@ -99,9 +101,17 @@ class Informer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching and wait up to ``timeout`` seconds for the threads to end. Idempotent."""
         self._stop.set()
+        for reflector in self._reflectors:
+            reflector.wake()  # ends a backoff wait
         self._list_watch.interrupt()
         for thread in self._threads:
             thread.join(timeout)
+
+    def retry_now(self) -> None:
+        """End every backoff wait now and reset the backoffs: the cause of the failures is gone
+        (Redis is back). A ``Retry-After`` wait of a 429 is kept."""
+        for reflector in self._reflectors:
+            reflector.wake()
 
     @property
     def stopped(self) -> bool:

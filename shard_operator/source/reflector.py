@@ -36,6 +36,11 @@ class Reflector:
     informer's handlers never run concurrently. If either raises, the reflector backs off and relists:
     ``on_list`` then receives the full state again, which is how the shared cache converges after an
     outage of Redis. ``run`` returns when ``stop_event`` is set.
+
+    :meth:`wake` ends a backoff wait at once and starts the backoff again from its first step (the
+    leader calls it when Redis is back after an outage, so the relist that refills the cache does
+    not wait out a delay grown during the outage). It never shortens a wait the API server asked
+    for with ``Retry-After``.
     """
 
     def __init__(self, list_watch: ListWatch, namespace: str | None, *, handler: Handler,
@@ -56,9 +61,16 @@ class Reflector:
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._backoff = backoff or Backoff()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Retry now if waiting after a failure (not a 429), with the backoff reset."""
+        self._backoff.reset()
+        self._wake.set()
 
     def run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a wake that arrives from here on ends the next wait
             try:
                 if self.resource_version is None:
                     self._list()
@@ -76,6 +88,8 @@ class Reflector:
             except TooManyRequestsError as exc:
                 delay = max(exc.retry_after or 0.0, self._backoff.next())
                 log.info("%s: throttled by the API server; retrying in %.2fs", self._scope, delay)
+                self._stop.wait(delay)  # Retry-After is the server's: a wake does not shorten it
+                continue
             except _HandlerFailed as exc:
                 delay = self._backoff.next()
                 self.resource_version = None
@@ -87,7 +101,8 @@ class Reflector:
                 delay = self._backoff.next()
                 log.warning("%s: list/watch failed (%s: %s); retrying in %.2fs", self._scope,
                             type(exc).__name__, exc, delay)
-            self._stop.wait(delay)
+            if not self._stop.is_set():
+                self._wake.wait(delay)  # stop() sets it too
 
     @property
     def _scope(self) -> str:

@@ -1,5 +1,9 @@
 """The leader keeps trying until its informers run: a Redis outage when it starts leading, or while it
-relists after Redis lost its data, never leaves it holding the Lease with nothing running (I5)."""
+relists after Redis lost its data, never leaves it holding the Lease with nothing running (I5); when
+Redis answers again after an outage, the informers retry at once instead of waiting out their backoff.
+
+The coordinator's thread never ticks here (its interval is an hour and its first tick waits one
+interval): every tick is the test's, so nothing depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from shard_operator.manager.leading import LeaderRunner
 class FakeInformer:
     def __init__(self, name: str) -> None:
         self.name, self.has_synced, self.started, self.stopped = name, True, False, False
+        self.retried = 0
 
     def start(self) -> None:
         self.started = True
@@ -21,11 +26,15 @@ class FakeInformer:
     def stop(self, timeout: float | None = None) -> None:
         self.stopped = True
 
+    def retry_now(self) -> None:
+        self.retried += 1
+
 
 class FlakyRedis(fakeredis.FakeRedis):
     """A client whose next ``failures`` SET commands fail as if the connection dropped."""
 
     failures = 0
+    down = False  # every command fails, as while redis-server is stopped
 
     def set(self, *args, **kwargs):
         if self.failures:
@@ -33,9 +42,14 @@ class FlakyRedis(fakeredis.FakeRedis):
             raise redis.ConnectionError("Connection reset by peer")
         return super().set(*args, **kwargs)
 
+    def execute_command(self, *args, **kwargs):
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        return super().execute_command(*args, **kwargs)
+
 
 class Op:
-    name = "demo"
+    name, namespaces = "demo", None
 
     def handlers_by_resource(self):
         return {"widgets": []}
@@ -43,6 +57,7 @@ class Op:
 
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 3600.0  # ticks are driven by the test
+    namespaces = None
 
 
 @pytest.fixture
@@ -93,3 +108,21 @@ def test_a_stopped_runner_starts_nothing_on_a_late_tick(runner):
     runner.stop()
     coordinator.tick()
     assert runner.created == [] and not runner.leading
+
+
+def test_the_first_tick_after_a_redis_outage_makes_the_informers_retry_at_once(runner):
+    runner.start()
+    informer = runner.created[0]
+    tick(runner)
+    assert informer.retried == 0  # Redis was never down: nothing to cut short
+    runner._client.down = True
+    with pytest.raises(redis.ConnectionError):
+        tick(runner)
+    with pytest.raises(redis.ConnectionError):
+        tick(runner)
+    assert informer.retried == 0
+    runner._client.down = False
+    tick(runner)
+    assert informer.retried == 1 and not informer.stopped  # the data survived: no relist from scratch
+    tick(runner)
+    assert informer.retried == 1

@@ -49,3 +49,9 @@ def test_a_429_response_carries_its_retry_after_header():
 def test_a_non_json_error_body_becomes_the_message():
     error = api_error_from_response(502, b"bad gateway", {})
     assert type(error) is ApiError and "bad gateway" in str(error)
+
+
+def test_jitter_never_takes_a_delay_past_the_maximum():
+    backoff = Backoff(initial=8, maximum=30, jitter=1.0, rand=lambda: 0.99)
+    delays = [backoff.next() for _ in range(6)]
+    assert max(delays) == 30 and delays[0] == pytest.approx(15.92)

@@ -271,3 +271,47 @@ def test_a_change_whose_handler_failed_is_delivered_again_after_the_relist(api, 
         eventually(lambda: wanted in delivered)
     finally:
         informer.stop()
+
+
+def test_a_throttled_watch_restart_waits_at_least_retry_after_and_keeps_its_version(api, recorder, start):
+    api.put("a")
+    api.watch_failures = [TooManyRequestsError("slow down", retry_after=0.4)]
+    informer = start()
+    assert informer.wait_for_sync(5)
+    eventually(lambda: len([c for c in api.calls if c[0] == "watch"]) >= 2)
+    watches = [call for call in api.calls if call[0] == "watch"]
+    assert watches[1][3] - watches[0][3] >= 0.4
+    assert watches[1][2] == watches[0][2]  # resumed from the same version: no relist
+    assert [call[0] for call in api.calls].count("list") == 1
+
+
+def test_retry_now_ends_a_long_backoff_at_once_after_the_cause_has_gone(api, recorder):
+    api.put("a")
+    redis_down = [True]
+
+    def handler(event: Event) -> None:
+        if redis_down[0]:
+            raise redis.ConnectionError("Connection refused")
+        recorder(event)
+
+    informer = Informer(RESOURCE, handler, list_watch=api, watch_timeout=1,
+                        backoff=Backoff(initial=30, maximum=60, jitter=0))
+    with informer:
+        eventually(lambda: informer.relists == 1)  # listed, the handler failed: 30 s to wait
+        redis_down[0] = False
+        started = time.monotonic()
+        informer.retry_now()
+        assert informer.wait_for_sync(5)
+        assert time.monotonic() - started < 2
+        assert recorder.seen() == [("ADDED", "ns1/a")]
+
+
+def test_retry_now_does_not_shorten_the_wait_a_429_asked_for(api, recorder):
+    api.list_failures = [TooManyRequestsError("slow down", retry_after=1.0)]
+    informer = Informer(RESOURCE, recorder, list_watch=api, watch_timeout=1, backoff=FAST)
+    with informer:
+        eventually(lambda: len(api.calls) == 1)
+        informer.retry_now()
+        assert informer.wait_for_sync(5)
+    lists = [call[3] for call in api.calls if call[0] == "list"]
+    assert lists[1] - lists[0] >= 1.0
