@@ -25,9 +25,10 @@ import multiprocess
 import redis
 
 from shard_operator import metrics as core_metrics
-from shard_operator.jobs.naming import DEFAULT_QUEUE, alive_key
+from shard_operator.jobs.naming import DEFAULT_QUEUE
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.sweeping import sweep_abandoned, update_queue_depth
+from shard_operator.keys import alive_key
 from shard_operator.supervision import RestartPolicy
 
 __all__ = ["JobWorkerPool", "JobWorkerSpec", "run_job_worker"]
