@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import time
 
 import pytest
 import redis
 
+from shard_operator.errors import ClaimLostError
 from shard_operator.keys import Keys
 from shard_operator.queue import (
     ExponentialFailureRateLimiter,
@@ -34,6 +34,9 @@ class Fixed:
 
     def num_requeues(self, key: str) -> int:
         return self.count
+
+    def state_hashes(self) -> None:
+        return None  # in memory: the queue must call forget()
 
 
 def test_rate_limited_backoff_is_5ms_doubling_and_capped_at_1000s(client, keys):
@@ -173,7 +176,7 @@ def _take_all(url: str, prefix: str, results: multiprocessing.Queue) -> None:
 def test_token_bucket_is_shared_by_two_processes(redis_url):
     client = redis.Redis.from_url(redis_url)
     keys = Keys.for_controller("procs")
-    publish_ring(client, keys, time.time, "s0")
+    publish_ring(client, keys, None, "s0")
     WorkQueue(client, keys).add_many([f"ns/k{i}" for i in range(40)])
     client.close()
     context = multiprocessing.get_context("spawn")
@@ -185,3 +188,36 @@ def test_token_bucket_is_shared_by_two_processes(redis_url):
     for process in processes:
         process.join(timeout=30)
     assert sum(counts) == 7
+
+
+def test_add_rate_limited_waits_the_longer_of_the_backoff_and_at_least(client, keys, clock):
+    publish_ring(client, keys, clock, "s0")
+    queue = RateLimitingQueue(client, keys, clock=clock, bucket=None,
+                              rate_limiter=ExponentialFailureRateLimiter(client, keys, base=1.0))
+    assert queue.add_rate_limited("ns/a", at_least=5.0) == 5.0  # a Retry-After longer than the backoff
+    assert queue.num_requeues("ns/a") == 1, "the failure counts all the same"
+    clock.step(4.9)
+    assert queue.get("s0", "w") is None
+    clock.step(0.1)
+    item = queue.get("s0", "w")
+    assert item is not None
+    queue.done(item)
+    for _ in range(3):
+        queue.add_rate_limited("ns/b")
+    assert queue.add_rate_limited("ns/b", at_least=0.5) == 8.0  # the backoff is longer
+
+
+@pytest.mark.parametrize("finish", ["done", "done_and_get"])
+def test_a_limiter_kept_outside_redis_is_forgotten_only_when_the_claim_was_held(client, keys, clock, finish):
+    publish_ring(client, keys, clock, "s0")
+    limiter = Fixed(0.0)
+    queue = RateLimitingQueue(client, keys, clock=clock, bucket=None, rate_limiter=limiter)
+    queue.add("ns/a")
+    item = queue.get("s0", "w1")
+    assert item is not None
+    queue.add_rate_limited("ns/a")
+    clock.step(31.0)
+    queue.reap_expired()  # the claim is lost
+    with pytest.raises(ClaimLostError):
+        getattr(queue, finish)(item, forget=True)
+    assert limiter.count == 1
