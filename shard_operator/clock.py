@@ -10,7 +10,7 @@ Redis >= 5, whose scripts replicate their effects rather than their source.
 Tests step time instead of sleeping with a :class:`ManualClock`: a queue, membership or assigner
 built with ``clock=ManualClock()`` passes the manual time to its scripts as ``ARGV[2]``, which
 ``clock_now()`` then returns instead of ``TIME``. Only a ``ManualClock`` is accepted there
-(:func:`script_time`), so production code cannot hand the scripts a host's own clock by accident.
+(:func:`check_clock`), so production code cannot hand the scripts a host's own clock by accident.
 """
 
 from __future__ import annotations

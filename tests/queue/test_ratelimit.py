@@ -126,16 +126,16 @@ def test_token_bucket_is_shared_by_two_queue_instances_and_refills_at_qps(connec
     assert sum(q.get("s0", "x") is not None for q in (first, second, first, second)) == 3
 
 
-def test_a_host_whose_clock_ran_ahead_does_not_freeze_the_bucket_for_the_others(connect, keys, clock):
+def test_a_redis_clock_set_back_an_hour_does_not_freeze_the_bucket(connect, keys, clock):
     publish_ring(connect(), keys, clock, "s0")
     bucket = TokenBucket(qps=10.0, burst=5)
     ahead = RateLimitingQueue(connect(), keys, clock=ManualClock(clock() + 3600), bucket=bucket)
     on_time = RateLimitingQueue(connect(), keys, clock=clock, bucket=bucket)
     on_time.add_many([f"ns/k{i}" for i in range(20)])
-    for _ in range(5):  # the skewed host drains the burst and stamps the bucket an hour ahead
+    for _ in range(5):  # the server's clock, an hour ahead, drains the burst and stamps the bucket
         ahead.done(ahead.get("s0", "ahead"))
     served = 0
-    for _ in range(4):  # 10/s capped by the burst of 5 a step: the remaining 15 keys, not none for an hour
+    for _ in range(4):  # then set back: 10/s capped by the burst of 5 a step, the 15 left, not none for an hour
         clock.step(1.0)
         while (item := on_time.get("s0", "on-time")) is not None:
             on_time.done(item)
