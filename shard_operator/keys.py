@@ -1,35 +1,92 @@
-"""Every Redis key name of the work queue and the shard ring, built in one place from templates.
+"""Every Redis key name the project writes, built in one place from templates, for Python and for Lua.
 
-Like rq's ``key_template = 'rq:wip:{0}'``, each key is a template filled with a prefix. The prefix
-carries a Redis Cluster hash tag, ``so:{<controller>}``, so every key of one controller lands in the
-same slot and the queue's Lua scripts, which touch several of them at once, also run on a cluster::
+Like rq's ``key_template = 'rq:wip:{0}'``, each key is a template filled after a prefix. A prefix
+carries a Redis Cluster hash tag, so every key of one controller (or one cached kind) lands in one
+slot and the Lua scripts, which touch several of them at once, also run on a cluster. The scripts
+get their names from here too: :func:`lua_names` turns the templates into Lua (``K_dirty``,
+``K_ready(shard)``), so one template change changes both sides.
 
-    <prefix>:dirty             HASH  key -> time of the add that made it dirty (queue latency)
-    <prefix>:processing        HASH  key -> claim token of the worker processing it
-    <prefix>:deadlines         ZSET  key -> claim deadline (reap_expired re-queues past ones)
-    <prefix>:ready:<shard>     LIST  dirty keys not being processed, waiting for <shard>
-    <prefix>:pending           LIST  dirty keys queued while the ring had no live shard
-    <prefix>:notify:<shard>    LIST  at most one wake-up token for an idle ``get`` of <shard>
-    <prefix>:delayed           ZSET  key -> time it is due (add_after), promoted by ``get``
-    <prefix>:failures          HASH  key -> failures since the last forget (exponential backoff)
-    <prefix>:bucket            HASH  tokens, stamp: the global token bucket, taken at hand-out
-    <prefix>:seq               STRING counter making claim tokens unique
-    <prefix>:members           ZSET  shard id -> last heartbeat
-    <prefix>:ring              LIST  the live shard ids of the current epoch, sorted
-    <prefix>:epoch             STRING the ring's epoch, bumped on every change
-    <prefix>:cache-marker      STRING written by the leader before its informers fill the cache; its
-                               absence means Redis lost its data, and the leader relists
+The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`Keys`)::
 
-The shared object cache keeps its own keys in :mod:`shard_operator.cache.keys`.
+    :dirty             HASH  key -> time of the add that made it dirty (queue latency)
+    :processing        HASH  key -> claim token of the worker processing it
+    :deadlines         ZSET  key -> claim deadline (reap_expired re-queues past ones)
+    :ready:<shard>     LIST  dirty keys not being processed, waiting for <shard>
+    :pending           LIST  dirty keys queued while the ring had no live shard
+    :notify:<shard>    LIST  at most one wake-up token for an idle ``get`` of <shard>
+    :delayed           ZSET  key -> time it is due (add_after), promoted by ``get``
+    :failures          HASH  key -> failures since the last forget (exponential backoff)
+    :bucket            HASH  tokens, stamp: the global token bucket, taken at hand-out
+    :seq               STRING counter making claim tokens unique
+    :members           ZSET  shard id -> last heartbeat
+    :ring              LIST  the live shard ids of the current epoch, sorted
+    :epoch             STRING the ring's epoch, bumped on every change
+    :cache-marker      STRING written by the leader before its informers fill the cache; its
+                       absence means Redis lost its data, and the leader relists
+    :jobs:<key>        HASH  job name -> {"id", "generation"} of the object's current RQ job
+    :errors            HASH  key -> the last reconcile error of a retrying key ("ExcType: message")
+    :scope             STRING JSON: the namespaces the leader watches now (workers skip other keys)
+
+The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
+``Resource.name``, e.g. ``widgets.v1.example.com``; a key is ``namespace/name`` or ``name``)::
+
+    :objects           HASH  key -> object JSON
+    :versions          HASH  key -> resourceVersion
+    :owners            HASH  key -> owner uids, comma-separated (to unindex on change)
+    :ns:<namespace>    SET   keys of the kind in the namespace
+    :owner:<uid>       SET   keys whose ownerReferences name <uid>
+    :replace:<token>   SET   keys of a relist in progress (deleted when it ends)
+
+The RQ job workers, shared by every controller (rq keeps its own ``rq:*`` keys)::
+
+    so:jobs:alive:<worker name>  STRING set with a short TTL while that job worker lives
+    so:jobs:sweep:<rq queue>     STRING lock held by the one process sweeping that queue
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_NAMESPACE", "Keys", "validate_shard_id"]
+__all__ = [
+    "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "QUEUE_TEMPLATES", "Keys", "alive_key", "index_key",
+    "kind_prefix", "lua_names", "namespace_key", "objects_key", "owner_key", "replace_key", "sweep_lock_key",
+    "validate_shard_id", "versions_key",
+]
 
 DEFAULT_NAMESPACE = "so"
+CACHE_PREFIX = f"{DEFAULT_NAMESPACE}:cache"
+
+#: name -> template after ``<controller prefix>:``; ``{field}`` is filled by the caller.
+QUEUE_TEMPLATES: dict[str, str] = {
+    "dirty": "dirty",
+    "processing": "processing",
+    "deadlines": "deadlines",
+    "ready": "ready:{shard}",
+    "pending": "pending",
+    "notify": "notify:{shard}",
+    "delayed": "delayed",
+    "failures": "failures",
+    "bucket": "bucket",
+    "seq": "seq",
+    "members": "members",
+    "ring": "ring",
+    "epoch": "epoch",
+    "cache_marker": "cache-marker",
+    "job_index": "jobs:{key}",
+    "errors": "errors",
+    "scope": "scope",
+}
+
+#: name -> template after ``so:cache:{<kind>}:``.
+CACHE_TEMPLATES: dict[str, str] = {
+    "objects": "objects",
+    "versions": "versions",
+    "owners": "owners",
+    "namespace": "ns:{namespace}",
+    "owner": "owner:{uid}",
+    "replace": "replace:{token}",
+}
 
 _FORBIDDEN = set("{}| \t\r\n")
 
@@ -41,12 +98,38 @@ def validate_shard_id(shard: str) -> str:
     return shard
 
 
+def lua_names(templates: dict[str, str]) -> str:
+    """Lua that names keys exactly as the Python side does, after the prefix the script gets in ``ARGV[1]``.
+
+    A template without fields becomes a string (``K_dirty``), one with fields a function taking them
+    in order (``K_ready(shard)``); ``P`` is the prefix including its trailing ``:``.
+    """
+    lines = ["local P = ARGV[1]"]
+    for name, template in templates.items():
+        parts, fields = [], []
+        for literal, field, _, _ in string.Formatter().parse(template):
+            if literal:
+                if "'" in literal or "\\" in literal:
+                    raise ValueError(f"template {template!r} cannot be quoted for Lua")
+                parts.append(f"'{literal}'")
+            if field is not None:
+                parts.append(field)
+                fields.append(field)
+        body = " .. ".join(["P", *parts])
+        if fields:
+            lines.append(f"local function K_{name}({', '.join(fields)}) return {body} end")
+        else:
+            lines.append(f"local K_{name} = {body}")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The key names of one controller's queue and ring.
+    """The key names of one controller's queue, ring and job index.
 
     ``prefix`` must contain exactly one hash tag ``{...}`` so that all keys share a cluster slot;
-    build it with :meth:`for_controller` unless a deployment needs its own layout.
+    build it with :meth:`for_controller` unless a deployment needs its own layout. The scripts
+    receive :attr:`script_prefix` as ``ARGV[1]`` and name keys with :data:`QUEUE_TEMPLATES`.
     """
 
     prefix: str
@@ -63,8 +146,13 @@ class Keys:
             raise ValueError(f"invalid controller name {controller!r}: no braces, colons or spaces")
         return cls(f"{namespace}:{{{controller}}}")
 
-    def _key(self, template: str, *args: str) -> str:
-        return f"{self.prefix}:" + template.format(*args)
+    @property
+    def script_prefix(self) -> str:
+        """What the Lua scripts get as ``ARGV[1]``: the prefix and its separator."""
+        return f"{self.prefix}:"
+
+    def _key(self, name: str, **fields: str) -> str:
+        return self.script_prefix + QUEUE_TEMPLATES[name].format(**fields)
 
     @property
     def dirty(self) -> str:
@@ -78,24 +166,9 @@ class Keys:
     def deadlines(self) -> str:
         return self._key("deadlines")
 
-    def ready(self, shard: str) -> str:
-        return self._key("ready:{0}", validate_shard_id(shard))
-
-    @property
-    def ready_prefix(self) -> str:
-        """What the Lua scripts prepend to a shard id to name its ready list."""
-        return self._key("ready:")
-
     @property
     def pending(self) -> str:
         return self._key("pending")
-
-    def notify(self, shard: str) -> str:
-        return self._key("notify:{0}", validate_shard_id(shard))
-
-    @property
-    def notify_prefix(self) -> str:
-        return self._key("notify:")
 
     @property
     def delayed(self) -> str:
@@ -127,4 +200,71 @@ class Keys:
 
     @property
     def cache_marker(self) -> str:
-        return self._key("cache-marker")
+        return self._key("cache_marker")
+
+    @property
+    def errors(self) -> str:
+        return self._key("errors")
+
+    @property
+    def scope(self) -> str:
+        return self._key("scope")
+
+    def ready(self, shard: str) -> str:
+        return self._key("ready", shard=validate_shard_id(shard))
+
+    def notify(self, shard: str) -> str:
+        return self._key("notify", shard=validate_shard_id(shard))
+
+    def job_index(self, key: str) -> str:
+        return self._key("job_index", key=key)
+
+
+# The shared cache: one prefix per kind; the cache's scripts get ``kind_prefix(kind)`` as ``ARGV[1]``.
+
+def kind_prefix(kind: str) -> str:
+    """The prefix of every cache key of ``kind``, including the trailing ``:``."""
+    if not kind or any(char in kind for char in "{}: "):
+        raise ValueError(f"invalid cache kind {kind!r}: it must be non-empty, without braces, colons, spaces")
+    return f"{CACHE_PREFIX}:{{{kind}}}:"
+
+
+def _cache_key(kind: str, name: str, **fields: str) -> str:
+    return kind_prefix(kind) + CACHE_TEMPLATES[name].format(**fields)
+
+
+def objects_key(kind: str) -> str:
+    return _cache_key(kind, "objects")
+
+
+def versions_key(kind: str) -> str:
+    return _cache_key(kind, "versions")
+
+
+def namespace_key(kind: str, namespace: str) -> str:
+    return _cache_key(kind, "namespace", namespace=namespace)
+
+
+def owner_key(kind: str, owner_uid: str) -> str:
+    return _cache_key(kind, "owner", uid=owner_uid)
+
+
+def replace_key(kind: str, token: str) -> str:
+    return _cache_key(kind, "replace", token=token)
+
+
+# The jobs layer (rq ids and queue names are rq's, in shard_operator.jobs.naming).
+
+def index_key(controller: str, key: str) -> str:
+    """The hash of the current RQ job per job name of the object ``key`` of ``controller``."""
+    return Keys.for_controller(controller).job_index(key)
+
+
+def alive_key(worker_name: str) -> str:
+    """Set with a short TTL while the job worker ``worker_name`` lives."""
+    return f"{DEFAULT_NAMESPACE}:jobs:alive:{worker_name}"
+
+
+def sweep_lock_key(queue: str) -> str:
+    """The lock of the one process sweeping the rq queue ``queue``."""
+    return f"{DEFAULT_NAMESPACE}:jobs:sweep:{queue}"

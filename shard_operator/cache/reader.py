@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shard_operator.cache import keys as key_names
+from shard_operator import keys as key_names
 from shard_operator.cache.scripts import LIST_BY_INDEX
 from shard_operator.cache.selector import LabelSelector
 from shard_operator.source.resource import Resource

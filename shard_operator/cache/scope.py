@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shard_operator.cache import keys as cache_keys
+from shard_operator import keys as cache_keys
 from shard_operator.keys import Keys
 
 __all__ = ["Scope", "ScopeReader", "namespaces_cached", "scope_key"]
@@ -28,7 +28,7 @@ __all__ = ["Scope", "ScopeReader", "namespaces_cached", "scope_key"]
 
 def scope_key(controller: str) -> str:
     """The Redis key holding the controller's scope (in the controller's hash slot)."""
-    return f"{Keys.for_controller(controller).prefix}:scope"
+    return Keys.for_controller(controller).scope
 
 
 @dataclass(frozen=True)

@@ -4,78 +4,81 @@ Each write of the cache (:mod:`.writer`) is one script, so an object, its resour
 namespace and owner index entries change together, and a write carrying an older resourceVersion
 than the stored one is refused atomically. resourceVersions are compared as non-negative decimal
 integers of any length (longer is larger, then lexicographic), which is exact where Lua's doubles
-would not be past 2^53.
+would not be past 2^53. Every script gets the kind's prefix (:func:`~shard_operator.keys.kind_prefix`)
+as ``ARGV[1]`` and names its keys with the functions generated from
+:data:`~shard_operator.keys.CACHE_TEMPLATES` (``K_objects``, ``K_owner(uid)``).
 """
 
 from __future__ import annotations
 
+from shard_operator.keys import CACHE_TEMPLATES, lua_names
 from shard_operator.storage import redis_errors
 
 __all__ = ["DELETE", "LIST_BY_INDEX", "REPLACE", "UPSERT", "redis_errors"]
 
-_COMMON = """
+_COMMON = lua_names(CACHE_TEMPLATES) + """
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local function unindex(prefix, key)
-  local owners = redis.call('HGET', prefix .. 'owners', key)
+local function unindex(key)
+  local owners = redis.call('HGET', K_owners, key)
   if owners then
-    for uid in string.gmatch(owners, '[^,]+') do redis.call('SREM', prefix .. 'owner:' .. uid, key) end
-    redis.call('HDEL', prefix .. 'owners', key)
+    for uid in string.gmatch(owners, '[^,]+') do redis.call('SREM', K_owner(uid), key) end
+    redis.call('HDEL', K_owners, key)
   end
   local ns = string.match(key, '^([^/]+)/')
-  if ns then redis.call('SREM', prefix .. 'ns:' .. ns, key) end
+  if ns then redis.call('SREM', K_namespace(ns), key) end
 end
-local function remove(prefix, key)
-  unindex(prefix, key)
-  redis.call('HDEL', prefix .. 'objects', key)
-  redis.call('HDEL', prefix .. 'versions', key)
+local function remove(key)
+  unindex(key)
+  redis.call('HDEL', K_objects, key)
+  redis.call('HDEL', K_versions, key)
 end
 """
 
 # KEYS[1] = objects hash (routes the call); ARGV: prefix, key, resourceVersion, JSON, owner uids ("a,b").
 # Returns 1 if written, 0 if the stored resourceVersion is the same or newer.
 UPSERT = _COMMON + """
-local prefix, key, rv, body, owners = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local stored = redis.call('HGET', prefix .. 'versions', key)
+local key, rv, body, owners = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local stored = redis.call('HGET', K_versions, key)
 if stored and not newer(rv, stored) then return 0 end
-unindex(prefix, key)
-redis.call('HSET', prefix .. 'objects', key, body)
-redis.call('HSET', prefix .. 'versions', key, rv)
+unindex(key)
+redis.call('HSET', K_objects, key, body)
+redis.call('HSET', K_versions, key, rv)
 if owners ~= '' then
-  redis.call('HSET', prefix .. 'owners', key, owners)
-  for uid in string.gmatch(owners, '[^,]+') do redis.call('SADD', prefix .. 'owner:' .. uid, key) end
+  redis.call('HSET', K_owners, key, owners)
+  for uid in string.gmatch(owners, '[^,]+') do redis.call('SADD', K_owner(uid), key) end
 end
 local ns = string.match(key, '^([^/]+)/')
-if ns then redis.call('SADD', prefix .. 'ns:' .. ns, key) end
+if ns then redis.call('SADD', K_namespace(ns), key) end
 return 1
 """
 
 # ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional).
 # Returns 1 if removed, 0 if absent or stored newer (the object was re-created since).
 DELETE = _COMMON + """
-local prefix, key, rv = ARGV[1], ARGV[2], ARGV[3]
-local stored = redis.call('HGET', prefix .. 'versions', key)
+local key, rv = ARGV[2], ARGV[3]
+local stored = redis.call('HGET', K_versions, key)
 if not stored then return 0 end
 if rv ~= '' and newer(stored, rv) then return 0 end
-remove(prefix, key)
+remove(key)
 return 1
 """
 
 # ARGV: prefix, the relist's key set, the list's resourceVersion ('' = unconditional), namespace ('' = all).
 # Removes every key of the scope that the relist did not return, unless it is newer than the list.
 REPLACE = _COMMON + """
-local prefix, listed, rv, ns = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local listed, rv, ns = ARGV[2], ARGV[3], ARGV[4]
 local candidates
-if ns == '' then candidates = redis.call('HKEYS', prefix .. 'versions')
-else candidates = redis.call('SMEMBERS', prefix .. 'ns:' .. ns) end
+if ns == '' then candidates = redis.call('HKEYS', K_versions)
+else candidates = redis.call('SMEMBERS', K_namespace(ns)) end
 local removed = 0
 for _, key in ipairs(candidates) do
   if redis.call('SISMEMBER', listed, key) == 0 then
-    local stored = redis.call('HGET', prefix .. 'versions', key)
+    local stored = redis.call('HGET', K_versions, key)
     if rv == '' or not stored or not newer(stored, rv) then
-      remove(prefix, key)
+      remove(key)
       removed = removed + 1
     end
   end

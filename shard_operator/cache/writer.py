@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from shard_operator.cache import keys
+from shard_operator import keys
 from shard_operator.cache.scripts import DELETE, REPLACE, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
 from shard_operator.source.reflector import ListHook

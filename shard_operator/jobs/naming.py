@@ -1,11 +1,8 @@
-"""Every name the jobs layer puts in Redis: job ids, the per-object job index, worker liveness keys.
+"""rq's names for our jobs: deterministic job ids and the rq queue of each controller.
 
-(The lead may move these templates into :mod:`shard_operator.keys`; they are kept here so the jobs
-package stays self-contained.) rq keeps its own ``rq:*`` keys; ours are::
-
-    <controller prefix>:jobs:<object key>   HASH  job name -> {"id", "generation"} of the current job
-    so:jobs:alive:<worker name>             STRING set with a short TTL while that job worker lives
-    so:jobs:sweep:<rq queue>                STRING lock held by the one process sweeping that queue
+These are identifiers rq turns into its own ``rq:*`` keys, not Redis keys we name; the Redis keys
+the jobs layer writes itself (the per-object job index, worker liveness, the sweep lock) are in
+:mod:`shard_operator.keys` with every other key.
 """
 
 from __future__ import annotations
@@ -13,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from shard_operator.keys import DEFAULT_NAMESPACE, Keys
-
-__all__ = ["DEFAULT_QUEUE", "alive_key", "controller_queue", "index_key", "job_id", "sweep_lock_key"]
+__all__ = ["DEFAULT_QUEUE", "controller_queue", "job_id"]
 
 #: The rq queue jobs go to unless ``queue=`` says otherwise.
 DEFAULT_QUEUE = "shard-operator"
@@ -36,15 +31,3 @@ def job_id(controller: str, key: str, generation: int | str, name: str) -> str:
     """
     digest = hashlib.sha256("\x1f".join((controller, key, str(generation), name)).encode()).hexdigest()[:32]
     return f"so-{_UNSAFE.sub('_', controller)[:40]}-{digest}"
-
-
-def index_key(controller: str, key: str) -> str:
-    return f"{Keys.for_controller(controller).prefix}:jobs:{key}"
-
-
-def alive_key(worker_name: str) -> str:
-    return f"{DEFAULT_NAMESPACE}:jobs:alive:{worker_name}"
-
-
-def sweep_lock_key(queue: str) -> str:
-    return f"{DEFAULT_NAMESPACE}:jobs:sweep:{queue}"

@@ -31,11 +31,10 @@ from rq.worker import SimpleWorker
 from shard_operator import metrics
 from shard_operator.errors import StorageError, UnregisteredTaskError
 from shard_operator.jobs.enqueueing import TRAMPOLINE
-from shard_operator.jobs.naming import index_key
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.serialization import JSONSerializer, check_json
 from shard_operator.jobs.state import JobStatus
-from shard_operator.keys import Keys
+from shard_operator.keys import Keys, index_key
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.storage import redis_errors
 

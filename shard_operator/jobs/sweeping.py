@@ -27,10 +27,10 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from shard_operator import metrics
-from shard_operator.jobs.naming import alive_key, sweep_lock_key
 from shard_operator.jobs.running import Requeuer
 from shard_operator.jobs.serialization import JSONSerializer
 from shard_operator.jobs.state import JobStatus
+from shard_operator.keys import alive_key, sweep_lock_key
 
 __all__ = ["sweep_abandoned", "update_queue_depth"]
 

@@ -34,7 +34,7 @@ def _text(value: Any) -> str:
 
 def errors_key(keys: Keys) -> str:
     """``<prefix>:errors``: HASH key -> the last reconcile error of a retrying key, ``"ExcType: message"``."""
-    return f"{keys.prefix}:errors"
+    return keys.errors
 
 
 def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClient | None = None,

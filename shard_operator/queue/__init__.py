@@ -2,18 +2,19 @@
 
 ``WorkQueue`` (add / get / done / renew / reap_expired / shut_down) → ``DelayingQueue`` (+ add_after)
 → ``RateLimitingQueue`` (+ add_rate_limited / forget / num_requeues), with the retry policy a
-separate ``RateLimiter`` and the global ``TokenBucket`` taken when a key is handed out.
+separate ``RateLimiter`` and the global ``TokenBucket`` taken when a key is handed out. The queue
+also owns the scripts that move keys between shards (``WorkQueue.rebalance``) and the hash that
+routes them (:mod:`.hashing`); time is the Redis server's (:mod:`shard_operator.clock`).
 """
 
-from shard_operator.clock import Clock, ManualClock, system_clock
+from shard_operator.clock import ManualClock
 from shard_operator.queue.delaying import DelayingQueue
 from shard_operator.queue.limiters import ExponentialFailureRateLimiter, MaxOf, RateLimiter
 from shard_operator.queue.rate_limiting import DEFAULT_BUCKET, RateLimitingQueue
-from shard_operator.queue.workqueue import Item, TokenBucket, WorkQueue
+from shard_operator.queue.workqueue import Item, Rebalance, TokenBucket, WorkQueue
 
 __all__ = [
     "DEFAULT_BUCKET",
-    "Clock",
     "DelayingQueue",
     "ExponentialFailureRateLimiter",
     "Item",
@@ -21,7 +22,7 @@ __all__ = [
     "MaxOf",
     "RateLimiter",
     "RateLimitingQueue",
+    "Rebalance",
     "TokenBucket",
     "WorkQueue",
-    "system_clock",
 ]

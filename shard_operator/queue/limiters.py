@@ -14,6 +14,7 @@ import redis
 
 from shard_operator.keys import Keys
 from shard_operator.queue import scripts
+from shard_operator.queue.checks import check_seconds
 
 __all__ = ["ExponentialFailureRateLimiter", "MaxOf", "RateLimiter"]
 
@@ -25,6 +26,10 @@ class RateLimiter(Protocol):
     - ``when(key)``: record one more failure of ``key`` and return the delay in seconds (>= 0).
     - ``forget(key)``: the key succeeded (or is gone): reset its failures.
     - ``num_requeues(key)``: failures recorded since the last ``forget``.
+    - ``state_hashes()``: the Redis hashes (in the queue's hash tag) that hold *all* of this limiter's
+      state, one field per key, so deleting the key's field in each is exactly ``forget(key)``; the
+      queue's ``done(item, forget=True)`` then forgets inside its own script, in the same round trip.
+      ``None`` when the state lives elsewhere: the queue calls ``forget(key)`` after the release.
     """
 
     def when(self, key: str) -> float: ...
@@ -32,6 +37,8 @@ class RateLimiter(Protocol):
     def forget(self, key: str) -> None: ...
 
     def num_requeues(self, key: str) -> int: ...
+
+    def state_hashes(self) -> tuple[str, ...] | None: ...
 
 
 class ExponentialFailureRateLimiter:
@@ -42,8 +49,9 @@ class ExponentialFailureRateLimiter:
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, base: float = 0.005, cap: float = 1000.0) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError("need 0 < base <= cap")
+        base, cap = check_seconds("backoff base", base), check_seconds("backoff cap", cap)
+        if cap < base:
+            raise ValueError(f"backoff cap ({cap!r}) must be >= its base ({base!r})")
         self.client, self.keys, self.base, self.cap = client, keys, base, cap
 
     def when(self, key: str) -> float:
@@ -61,6 +69,9 @@ class ExponentialFailureRateLimiter:
         with scripts.redis_errors():
             value = self.client.hget(self.keys.failures, key)
         return int(value) if value is not None else 0
+
+    def state_hashes(self) -> tuple[str, ...]:
+        return (self.keys.failures,)
 
 
 class MaxOf:
@@ -80,3 +91,13 @@ class MaxOf:
 
     def num_requeues(self, key: str) -> int:
         return max(limiter.num_requeues(key) for limiter in self.limiters)
+
+    def state_hashes(self) -> tuple[str, ...] | None:
+        """The union of the limiters' hashes, or None if any one keeps its state elsewhere."""
+        hashes: list[str] = []
+        for limiter in self.limiters:
+            own = limiter.state_hashes()
+            if own is None:
+                return None
+            hashes += [name for name in own if name not in hashes]
+        return tuple(hashes)

@@ -1,163 +1,237 @@
-"""The Lua scripts behind every transition of the work queue, and the Redis error boundary.
+"""The Lua scripts behind every transition of the work queue and its ring, and the Redis error boundary.
 
 Each queue operation is one script, so a key's dirty mark, its place in a ready list, its claim and
 its deadline always change together, and each operation costs one round trip. The scripts route a
-key to its shard themselves (:data:`~shard_operator.sharding.hashing.LUA_HRW` over the ring stored
-in Redis), so a key is always pushed to the shard of the *current* ring without an epoch handshake.
+key to its shard themselves (:data:`~shard_operator.queue.hashing.LUA_HRW` over the ring stored in
+Redis), so a key is always pushed to the shard of the *current* ring without an epoch handshake.
+REBALANCE, which publishes the ring and moves queued keys between ready lists, is here too: every
+script that writes the lists is in this module, so the invariant below is kept in one place.
 
-Time is the caller's clock, passed in ``ARGV`` (never Redis ``TIME``), so tests step a fake clock.
-Every script takes the key prefix (``Keys.prefix + ':'``) as ``ARGV[1]`` and names its keys from
-it; ``KEYS[1]`` is the dirty hash, which only routes the call on Redis Cluster (one hash tag).
-Numbers that may be fractional are returned as strings, because Redis truncates Lua numbers.
+Every script gets the key prefix (:attr:`Keys.script_prefix`) as ``ARGV[1]`` and names its keys
+with the functions :func:`~shard_operator.keys.lua_names` generates from the Python templates
+(``K_dirty``, ``K_ready(shard)``); ``KEYS[1]`` only routes the call on Redis Cluster. ``ARGV[2]`` is
+the time source (:mod:`shard_operator.clock`): '' reads Redis ``TIME``, a test clock passes its time.
+Times and other fractional numbers are returned as strings, because Redis truncates Lua numbers.
 
 Invariant the scripts keep: a key sits in exactly one ready list (or the pending list) if and only
 if it is dirty and not processing. A delayed key is neither until it is promoted.
+
+Redis does not roll back a script that fails halfway, so each script writes in an order where a
+command failing at any point leaves every key still queued (or still claimed): a key is pushed to
+its list before it is marked dirty or released, and claimed (deadline, then processing) before it
+leaves its list. What a failure can leave behind is harmless: a stale list entry (skipped when
+popped) or a deadline without a claim (dropped when reaped).
 """
 
 from __future__ import annotations
 
-from shard_operator.sharding.hashing import LUA_HRW
+from shard_operator.clock import LUA_NOW
+from shard_operator.keys import QUEUE_TEMPLATES, lua_names
+from shard_operator.queue.hashing import LUA_HRW
 from shard_operator.storage import redis_errors
 
-__all__ = ["ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "RENEW", "redis_errors"]
+__all__ = ["ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "RENEW", "redis_errors"]
 
-_COMMON = LUA_HRW + """
-local P = ARGV[1]
+_COMMON = LUA_HRW + lua_names(QUEUE_TEMPLATES) + LUA_NOW + """
 local RING = nil
 local function enqueue(key)
-  if RING == nil then RING = hrw_ring(redis.call('LRANGE', P .. 'ring', 0, -1)) end
+  if RING == nil then RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1)) end
   local shard = hrw_pick(RING, key)
-  if not shard then redis.call('RPUSH', P .. 'pending', key) return end
-  if redis.call('RPUSH', P .. 'ready:' .. shard, key) == 1 then
-    local wake = P .. 'notify:' .. shard
+  if not shard then redis.call('RPUSH', K_pending, key) return end
+  if redis.call('RPUSH', K_ready(shard), key) == 1 then
+    local wake = K_notify(shard)
     if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
   end
 end
 local function add(key, stamp)
-  if redis.call('HSETNX', P .. 'dirty', key, stamp) == 0 then return 0 end
-  if redis.call('HEXISTS', P .. 'processing', key) == 0 then enqueue(key) end
+  if redis.call('HEXISTS', K_dirty, key) == 1 then return 0 end
+  if redis.call('HEXISTS', K_processing, key) == 0 then enqueue(key) end
+  redis.call('HSET', K_dirty, key, stamp)
   return 1
 end
+local function forget(key, first)
+  for i = first, #ARGV do redis.call('HDEL', ARGV[i], key) end
+end
 local function release(key, token)
-  if redis.call('HGET', P .. 'processing', key) ~= token then return 0 end
-  redis.call('HDEL', P .. 'processing', key)
-  redis.call('ZREM', P .. 'deadlines', key)
-  if redis.call('HEXISTS', P .. 'dirty', key) == 1 then enqueue(key) end
+  if redis.call('HGET', K_processing, key) ~= token then return 0 end
+  if redis.call('HEXISTS', K_dirty, key) == 1 then enqueue(key) end
+  redis.call('HDEL', K_processing, key)
+  redis.call('ZREM', K_deadlines, key)
   return 1
 end
 local function promote(now, limit)
-  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', K_delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
   for i = 1, #due, 2 do
-    redis.call('ZREM', P .. 'delayed', due[i])
     add(due[i], due[i + 1])
+    redis.call('ZREM', K_delayed, due[i])
   end
 end
 local function nothing(code, wait)
-  return {code, '', '', '', '', tostring(wait)}
+  return {code, '', '', '', '', num(wait), ''}
 end
 local function idle(now, shard)
-  redis.call('DEL', P .. 'notify:' .. shard)
-  local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+  redis.call('DEL', K_notify(shard))
+  local first = redis.call('ZRANGE', K_delayed, 0, 0, 'WITHSCORES')
   if #first == 0 then return nothing(0, -1) end
   return nothing(0, math.max(0, tonumber(first[2]) - now))
 end
--- {1, key, token, enqueued_at, deadline, ''} | {0, .., wait hint or -1} | {2, .., wait for a token}
-local function take(now, shard, owner, ttl, qps, burst, limit)
+-- {1, key, token, enqueued_at, deadline, '', now} | {0, .., wait hint or -1, ''} | {2, .., wait for a token, ''}
+local function take(shard, owner, ttl, qps, burst, limit)
+  local now = clock_now()
   promote(now, limit)
-  local list = P .. 'ready:' .. shard
+  local list = K_ready(shard)
   if redis.call('LLEN', list) == 0 then return idle(now, shard) end
   local tokens = nil
   if qps > 0 then
-    local bucket = redis.call('HMGET', P .. 'bucket', 'tokens', 'stamp')
+    local bucket = redis.call('HMGET', K_bucket, 'tokens', 'stamp')
     local stamp = tonumber(bucket[2]) or now
     tokens = math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, now - stamp) * qps)
-    -- The stamp is this caller's now, even when it is earlier than the stored one: a host whose clock
-    -- ran ahead must not freeze the refill of every other host until their clocks catch up.
-    redis.call('HSET', P .. 'bucket', 'tokens', tostring(tokens), 'stamp', tostring(now))
+    -- The stamp is now even when it is earlier than the stored one: if Redis's clock is set back,
+    -- the bucket refills from the new time instead of freezing until the clock catches up.
+    redis.call('HSET', K_bucket, 'tokens', num(tokens), 'stamp', num(now))
     if tokens < 1 then return nothing(2, (1 - tokens) / qps) end
   end
   while true do
-    local key = redis.call('LPOP', list)
+    local key = redis.call('LINDEX', list, 0)
     if not key then break end
-    local added = redis.call('HGET', P .. 'dirty', key)
-    if added and redis.call('HEXISTS', P .. 'processing', key) == 0 then
-      redis.call('HDEL', P .. 'dirty', key)
-      local token = owner .. ':' .. redis.call('INCR', P .. 'seq')
-      local deadline = now + ttl
-      redis.call('HSET', P .. 'processing', key, token)
-      redis.call('ZADD', P .. 'deadlines', tostring(deadline), key)
-      if tokens then redis.call('HSET', P .. 'bucket', 'tokens', tostring(tokens - 1)) end
-      if redis.call('LLEN', list) == 0 then redis.call('DEL', P .. 'notify:' .. shard) end
-      return {1, key, token, added, tostring(deadline), ''}
+    local added = redis.call('HGET', K_dirty, key)
+    if added and redis.call('HEXISTS', K_processing, key) == 0 then
+      local token = owner .. ':' .. redis.call('INCR', K_seq)
+      local deadline = num(now + ttl)
+      redis.call('ZADD', K_deadlines, deadline, key)
+      redis.call('HSET', K_processing, key, token)
+      redis.call('LPOP', list)
+      redis.call('HDEL', K_dirty, key)
+      if tokens then redis.call('HSET', K_bucket, 'tokens', num(tokens - 1)) end
+      if redis.call('LLEN', list) == 0 then redis.call('DEL', K_notify(shard)) end
+      return {1, key, token, added, deadline, '', num(now)}
     end
+    redis.call('LPOP', list)
   end
   return idle(now, shard)
 end
 """
 
-# ARGV: prefix, now, key... -> how many keys became dirty.
+# ARGV: prefix, time, key... -> how many keys became dirty.
 ADD = _COMMON + """
-local n = 0
-for i = 3, #ARGV do n = n + add(ARGV[i], ARGV[2]) end
+local n, now = 0, num(clock_now())
+for i = 3, #ARGV do n = n + add(ARGV[i], now) end
 return n
 """
 
-# ARGV: prefix, due, key -> 1 if scheduled or moved earlier, 0 if already due no later.
+# ARGV: prefix, time, delay, key -> 1 if scheduled or moved earlier, 0 if already due no later.
 ADD_AFTER = _COMMON + """
-local current = redis.call('ZSCORE', P .. 'delayed', ARGV[3])
-if current and tonumber(current) <= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', P .. 'delayed', ARGV[2], ARGV[3])
+local due = clock_now() + tonumber(ARGV[3])
+local current = redis.call('ZSCORE', K_delayed, ARGV[4])
+if current and tonumber(current) <= due then return 0 end
+redis.call('ZADD', K_delayed, num(due), ARGV[4])
 return 1
 """
 
-# ARGV: prefix, now, shard, owner, ttl, qps (0 = no bucket), burst, promote limit -> take's reply.
+# ARGV: prefix, time, shard, owner, ttl, qps (0 = no bucket), burst, promote limit -> take's reply.
 GET = _COMMON + """
-return take(tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
-            tonumber(ARGV[8]))
+return take(ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 """
 
-# ARGV: prefix, key, token, forget -> 1 released, 0 the claim was lost (nothing changed).
-# forget = '1' also clears the key's failure count, in the same round trip.
+# ARGV: prefix, time, key, token, hash... -> 1 released, 0 the claim was lost (nothing changed).
+# Each hash named after the token loses the key's field: the rate limiter's forget, in the same trip.
 DONE = _COMMON + """
-local released = release(ARGV[2], ARGV[3])
-if released == 1 and ARGV[4] == '1' then redis.call('HDEL', P .. 'failures', ARGV[2]) end
+local released = release(ARGV[3], ARGV[4])
+if released == 1 then forget(ARGV[3], 5) end
 return released
 """
 
-# ARGV: prefix, key, token, now, shard, owner, ttl, qps, burst, limit, forget -> {-1} if the claim was lost,
-# else take's. forget = '1' also clears the key's failure count (the success path's forget, in the same trip).
+# ARGV: prefix, time, key, token, shard, owner, ttl, qps, burst, limit, hash... -> {-1} if the claim was
+# lost, else take's. The hashes are DONE's (the success path's forget, in the same trip).
 DONE_AND_GET = _COMMON + """
-if release(ARGV[2], ARGV[3]) == 0 then return {-1} end
-if ARGV[11] == '1' then redis.call('HDEL', P .. 'failures', ARGV[2]) end
-return take(tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
-            tonumber(ARGV[10]))
+if release(ARGV[3], ARGV[4]) == 0 then return {-1} end
+forget(ARGV[3], 11)
+return take(ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
 """
 
-# ARGV: prefix, key, token, new deadline -> 1 renewed, 0 lost.
+# ARGV: prefix, time, key, token, ttl -> the new deadline, or '' if the claim was lost.
 RENEW = _COMMON + """
-if redis.call('HGET', P .. 'processing', ARGV[2]) ~= ARGV[3] then return 0 end
-redis.call('ZADD', P .. 'deadlines', ARGV[4], ARGV[2])
-return 1
+if redis.call('HGET', K_processing, ARGV[3]) ~= ARGV[4] then return '' end
+local deadline = num(clock_now() + tonumber(ARGV[5]))
+redis.call('ZADD', K_deadlines, deadline, ARGV[3])
+return deadline
 """
 
-# ARGV: prefix, now, limit -> how many expired claims were dropped and their keys queued again.
+# ARGV: prefix, time, limit -> how many expired claims were dropped and their keys queued again.
 REAP = _COMMON + """
-local expired = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local now = clock_now()
+local expired = redis.call('ZRANGEBYSCORE', K_deadlines, '-inf', '(' .. num(now), 'LIMIT', 0, tonumber(ARGV[3]))
+local n = 0
 for _, key in ipairs(expired) do
-  redis.call('HDEL', P .. 'processing', key)
-  redis.call('ZREM', P .. 'deadlines', key)
-  redis.call('HSETNX', P .. 'dirty', key, ARGV[2])
-  enqueue(key)
-end
-return #expired
-"""
-
-# ARGV: prefix, shard ('' = every shard of the ring plus pending) -> queued keys.
-LEN = _COMMON + """
-if ARGV[2] ~= '' then return redis.call('LLEN', P .. 'ready:' .. ARGV[2]) end
-local n = redis.call('LLEN', P .. 'pending')
-for _, shard in ipairs(redis.call('LRANGE', P .. 'ring', 0, -1)) do
-  n = n + redis.call('LLEN', P .. 'ready:' .. shard)
+  if redis.call('HEXISTS', K_processing, key) == 1 then
+    enqueue(key)
+    redis.call('HSETNX', K_dirty, key, num(now))
+    redis.call('HDEL', K_processing, key)
+    n = n + 1
+  end
+  redis.call('ZREM', K_deadlines, key)
 end
 return n
+"""
+
+# ARGV: prefix, time, shard ('' = every shard of the ring plus pending) -> queued keys.
+LEN = _COMMON + """
+if ARGV[3] ~= '' then return redis.call('LLEN', K_ready(ARGV[3])) end
+local n = redis.call('LLEN', K_pending)
+for _, shard in ipairs(redis.call('LRANGE', K_ring, 0, -1)) do n = n + redis.call('LLEN', K_ready(shard)) end
+return n
+"""
+
+# ARGV: prefix, time, member ttl -> {epoch, moved keys, 1 if the ring changed}. Prunes members whose
+# heartbeat is older than the ttl, publishes the live ones as the ring with the next epoch if they
+# changed, and moves each queued key whose shard changed. A list is rewritten only after the keys
+# leaving it were pushed to their new lists, and the ring is published last, so a failure halfway
+# duplicates entries (skipped when popped), never drops one, and the next run redoes the move.
+REBALANCE = _COMMON + """
+local unpack = unpack or table.unpack  -- Lua 5.1 (Redis) or 5.4 (fakeredis)
+local now, ttl = clock_now(), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', K_members, '-inf', '(' .. num(now - ttl))
+local live = redis.call('ZRANGE', K_members, 0, -1)
+table.sort(live)
+local old = redis.call('LRANGE', K_ring, 0, -1)
+local epoch = tonumber(redis.call('GET', K_epoch) or '0')
+local same = #old == #live
+if same then for i = 1, #old do if old[i] ~= live[i] then same = false break end end end
+local function push(list, keys)
+  for i = 1, #keys, 1000 do redis.call('RPUSH', list, unpack(keys, i, math.min(i + 999, #keys))) end
+end
+local ring, moved = hrw_ring(live), 0
+local function redistribute(list, own)
+  local keys = redis.call('LRANGE', list, 0, -1)
+  local keep, out, order = {}, {}, {}
+  for _, key in ipairs(keys) do
+    local shard = hrw_pick(ring, key)
+    if shard == own then keep[#keep + 1] = key else
+      local dest = shard or ''
+      if not out[dest] then out[dest] = {} order[#order + 1] = dest end
+      table.insert(out[dest], key)
+      moved = moved + 1
+    end
+  end
+  if #keep == #keys then return end
+  for _, dest in ipairs(order) do
+    if dest == '' then push(K_pending, out[dest]) else
+      push(K_ready(dest), out[dest])
+      local wake = K_notify(dest)
+      if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+    end
+  end
+  redis.call('DEL', list)
+  push(list, keep)
+end
+if not same then
+  for _, shard in ipairs(old) do redistribute(K_ready(shard), shard) end
+end
+if #live > 0 then redistribute(K_pending, nil) end
+if not same then  -- last: a run that failed before this line is redone in full by the next one
+  redis.call('DEL', K_ring)
+  push(K_ring, live)
+  epoch = redis.call('INCR', K_epoch)
+end
+return {epoch, moved, same and 0 or 1}
 """

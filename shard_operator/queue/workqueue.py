@@ -2,7 +2,9 @@
 
 Where it sits: handlers ``add`` keys (the leader's informers), worker processes ``get`` the keys of
 their shard, reconcile, and call ``done``. :mod:`.delaying` and :mod:`.rate_limiting` add the
-client-go layers above it. Each method is one Lua script of :mod:`.scripts`, one round trip.
+client-go layers above it; :class:`~shard_operator.sharding.Assigner` calls ``rebalance`` when the
+ring changes. Each method is one Lua script of :mod:`.scripts`, one round trip; the scripts read
+the time from Redis (:mod:`shard_operator.clock`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 
-from shard_operator.clock import Clock, system_clock
+from shard_operator.clock import ManualClock, check_clock, script_time
 from shard_operator.errors import ClaimLostError, ShutDownError
 from shard_operator.keys import Keys, validate_shard_id
 from shard_operator.queue import scripts
+from shard_operator.queue.checks import check_count, check_seconds
 
-__all__ = ["Item", "TokenBucket", "WorkQueue"]
+__all__ = ["Item", "Rebalance", "TokenBucket", "WorkQueue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +32,17 @@ class TokenBucket:
     """The global rate limit taken when ``get`` hands a key out, shared by every process and pod.
 
     ``qps`` tokens per second refill a bucket of ``burst`` tokens; ``get`` hands nothing out while
-    the bucket is empty and its caller waits. ``qps=None`` or ``math.inf`` disables the bucket.
+    the bucket is empty and its caller waits. ``qps=None`` or ``math.inf`` disables the bucket;
+    any other rate must be finite and > 0, and ``burst`` an integer >= 1 (else ValueError).
     """
 
     qps: float | None = 10.0
     burst: int = 100
 
     def __post_init__(self) -> None:
-        if self.qps is not None and not self.qps > 0:
-            raise ValueError("TokenBucket qps must be > 0, or None/inf to disable it")
-        if self.burst < 1:
-            raise ValueError("TokenBucket burst must be >= 1")
+        if self.qps is not None and self.qps != math.inf:
+            check_seconds("TokenBucket qps", self.qps, upper=math.inf)  # a rate, but checked the same way
+        check_count("TokenBucket burst", self.burst)
 
     @property
     def enabled(self) -> bool:
@@ -49,8 +53,11 @@ class TokenBucket:
 class Item:
     """A claimed key: hand it back to ``done`` (or ``renew`` it) with the token it carries.
 
-    ``enqueued_at`` is when the key was added (queue latency = ``claimed_at - enqueued_at``);
-    ``deadline`` is when the claim expires unless renewed.
+    ``enqueued_at``, ``claimed_at`` and ``deadline`` are Redis server times (queue latency =
+    ``claimed_at - enqueued_at``; the claim expires at ``deadline`` unless renewed).
+    ``local_deadline`` is the same deadline on this process's ``time.monotonic()``, counted from
+    before the request that claimed or renewed the key, so it never falls after the real one: a
+    worker compares it with its own monotonic clock to know whether it still holds the claim.
     """
 
     key: str
@@ -60,6 +67,15 @@ class Item:
     enqueued_at: float
     claimed_at: float
     deadline: float
+    local_deadline: float = 0.0
+
+
+class Rebalance(NamedTuple):
+    """What one ``rebalance`` did: the ring's epoch after it and how many queued keys moved shard."""
+
+    epoch: int
+    moved: int
+    changed: bool
 
 
 class WorkQueue:
@@ -74,28 +90,32 @@ class WorkQueue:
       *current* shard. Raises :class:`ClaimLostError`, changing nothing, if the claim was lost.
     - ``renew(item)``: extend the claim (:class:`ClaimLostError` if lost).
     - ``reap_expired()``: re-queue keys whose claim deadline passed (run periodically, anywhere).
+    - ``rebalance(member_ttl)``: publish the live shards as the ring and move queued keys whose
+      shard changed (the :class:`~shard_operator.sharding.Assigner` calls it).
     - ``shut_down()``: this instance hands out nothing more (``get`` raises :class:`ShutDownError`)
       and ignores adds, as client-go does; ``done`` keeps working. It does not affect other
       processes sharing the queue. ``shut_down_with_drain()`` also waits for this instance's
       handed-out items to be done.
 
-    An idle ``get`` blocks on its shard's wake-up list, which every push to an empty ready list
-    fills (add, done, promotion, reaping, rebalancing), so a key is served at once; ``max_wait``
-    only bounds each block (for shut down, due delayed keys and the token bucket's refill).
-    Redis failures raise :class:`~shard_operator.errors.StorageError`.
+    "now" is always the Redis server's ``TIME`` (``clock`` is for tests: a :class:`ManualClock`
+    whose time the scripts use instead). An idle ``get`` blocks on its shard's wake-up list, which
+    every push to an empty ready list fills (add, done, promotion, reaping, rebalancing), so a key
+    is served at once; ``max_wait`` only bounds each block (for shut down, due delayed keys and the
+    token bucket's refill). Numbers are checked on the way in (ValueError); Redis failures raise
+    :class:`~shard_operator.errors.StorageError`.
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
-                 bucket: TokenBucket | None = None, clock: Clock = system_clock,
+                 bucket: TokenBucket | None = None, clock: ManualClock | None = None,
                  max_wait: float = 0.25, promote_limit: int = 100) -> None:
-        if claim_ttl <= 0 or max_wait <= 0 or promote_limit < 1:
-            raise ValueError("claim_ttl and max_wait must be > 0, promote_limit >= 1")
-        self.client, self.keys, self.claim_ttl, self.clock = client, keys, claim_ttl, clock
-        self.max_wait, self.promote_limit = max_wait, promote_limit
+        self.claim_ttl = check_seconds("claim_ttl", claim_ttl)
+        self.max_wait = check_seconds("max_wait", max_wait)
+        self.promote_limit = check_count("promote_limit", promote_limit)
+        self.client, self.keys, self.clock = client, keys, check_clock(clock)
         enabled = bucket is not None and bucket.enabled
-        self._qps = str(bucket.qps) if enabled and bucket is not None else "0"
+        self._qps = repr(float(bucket.qps)) if enabled and bucket is not None and bucket.qps else "0"
         self._burst = str(bucket.burst) if bucket is not None else "1"
-        self._prefix = keys.prefix + ":"
+        self._prefix = keys.script_prefix
         self._route = [keys.dirty]
         with scripts.redis_errors():
             self._add = client.register_script(scripts.ADD)
@@ -106,6 +126,7 @@ class WorkQueue:
             self._renew = client.register_script(scripts.RENEW)
             self._reap = client.register_script(scripts.REAP)
             self._len = client.register_script(scripts.LEN)
+            self._rebalance = client.register_script(scripts.REBALANCE)
         self._shutting_down = False
         self._outstanding: set[tuple[str, str]] = set()  # (key, token) of handed-out items
         self._drained = threading.Condition()
@@ -120,7 +141,7 @@ class WorkQueue:
         if self._shutting_down or not batch:
             return 0
         with scripts.redis_errors():
-            return int(self._add(self._route, [self._prefix, repr(self.clock()), *batch]))
+            return int(self._add(self._route, self._args(*batch)))
 
     def get(self, shard: str, owner: str, timeout: float | None = 0.0) -> Item | None:
         """Claim the next ready key of ``shard`` for ``owner``; see the class contract."""
@@ -129,64 +150,50 @@ class WorkQueue:
         while True:
             if self._shutting_down:
                 raise ShutDownError("the work queue is shut down")
-            now = self.clock()
+            sent = time.monotonic()
             with scripts.redis_errors():
-                reply = self._get(self._route, [self._prefix, repr(now), shard, owner, *self._take_args()])
-            item = self._item(reply, shard, owner, now)
+                reply = self._get(self._route, self._args(shard, owner, *self._take_args()))
+            item = self._item(reply, shard, owner, sent)
             if item is not None:
                 return item
             if not self._wait(shard, float(reply[5]), give_up):
                 return None
 
-    def done(self, item: Item, *, forget: bool = False) -> None:
-        """Release ``item``'s claim; see the class contract.
+    def done(self, item: Item) -> None:
+        """Release ``item``'s claim; see the class contract."""
+        self._release(item, ())
 
-        ``forget=True`` also clears the key's failure count in the ``failures`` hash (what
-        :class:`~shard_operator.queue.limiters.ExponentialFailureRateLimiter` counts), in the same
-        round trip: the success path of a reconcile costs one trip instead of two.
-        """
-        with scripts.redis_errors():
-            released = self._done(self._route, [self._prefix, item.key, item.token, "1" if forget else "0"])
-        self._forget_outstanding(item)
-        if not released:
-            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
-
-    def done_and_get(self, item: Item, timeout: float | None = 0.0, *, forget: bool = False) -> Item | None:
-        """``done(item, forget=forget)`` then ``get(item.shard, item.owner, timeout)``, the first try in one trip."""
-        if self._shutting_down:
-            self.done(item, forget=forget)
-            raise ShutDownError("the work queue is shut down")
-        now = self.clock()
-        with scripts.redis_errors():
-            reply = self._done_and_get(self._route, [self._prefix, item.key, item.token, repr(now), item.shard,
-                                                     item.owner, *self._take_args(), "1" if forget else "0"])
-        self._forget_outstanding(item)
-        if reply[0] == -1:
-            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
-        following = self._item(reply, item.shard, item.owner, now)
-        if following is not None or timeout == 0:
-            return following
-        return self.get(item.shard, item.owner, timeout)
+    def done_and_get(self, item: Item, timeout: float | None = 0.0) -> Item | None:
+        """``done(item)`` then ``get(item.shard, item.owner, timeout)``, the first try in one trip."""
+        return self._release_and_get(item, timeout, ())
 
     def renew(self, item: Item) -> float:
         """Extend ``item``'s claim to now + ``claim_ttl``; returns (and stores in ``item``) the new deadline."""
-        deadline = self.clock() + self.claim_ttl
+        sent = time.monotonic()
         with scripts.redis_errors():
-            renewed = self._renew(self._route, [self._prefix, item.key, item.token, repr(deadline)])
-        if not renewed:
+            reply = self._renew(self._route, self._args(item.key, item.token, repr(self.claim_ttl)))
+        if not reply:
             raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
-        item.deadline = deadline
-        return deadline
+        item.deadline, item.local_deadline = float(reply), sent + self.claim_ttl
+        return item.deadline
 
     def reap_expired(self, limit: int = 100) -> int:
         """Queue again up to ``limit`` keys whose claim deadline passed; returns how many (a metric)."""
         with scripts.redis_errors():
-            return int(self._reap(self._route, [self._prefix, repr(self.clock()), str(limit)]))
+            return int(self._reap(self._route, self._args(str(check_count("limit", limit)))))
+
+    def rebalance(self, member_ttl: float) -> Rebalance:
+        """Drop members silent for ``member_ttl`` seconds, publish the live ones as the ring (next epoch
+        if they changed) and move each queued key whose shard changed; atomic and idempotent."""
+        with scripts.redis_errors():
+            epoch, moved, changed = self._rebalance(
+                self._route, self._args(repr(check_seconds("member_ttl", member_ttl))))
+        return Rebalance(int(epoch), int(moved), bool(changed))
 
     def len(self, shard: str | None = None) -> int:
         """Keys waiting in ``shard``'s ready list, or in every list of the ring (``workqueue_depth``)."""
         with scripts.redis_errors():
-            return int(self._len(self._route, [self._prefix, shard or ""]))
+            return int(self._len(self._route, self._args(shard or "")))
 
     def num_processing(self) -> int:
         """Keys claimed by any worker right now."""
@@ -207,14 +214,44 @@ class WorkQueue:
         with self._drained:
             return self._drained.wait_for(lambda: not self._outstanding, timeout)
 
+    def _release(self, item: Item, forget_in: tuple[str, ...]) -> None:
+        """DONE, clearing ``item.key``'s field in each hash of ``forget_in`` if the claim was held."""
+        with scripts.redis_errors():
+            released = self._done(self._route, self._args(item.key, item.token, *forget_in))
+        self._forget_outstanding(item)
+        if not released:
+            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
+
+    def _release_and_get(self, item: Item, timeout: float | None, forget_in: tuple[str, ...]) -> Item | None:
+        if self._shutting_down:
+            self._release(item, forget_in)
+            raise ShutDownError("the work queue is shut down")
+        sent = time.monotonic()
+        with scripts.redis_errors():
+            reply = self._done_and_get(self._route, self._args(item.key, item.token, item.shard, item.owner,
+                                                               *self._take_args(), *forget_in))
+        self._forget_outstanding(item)
+        if reply[0] == -1:
+            raise ClaimLostError(f"claim on {item.key!r} by {item.owner!r} was lost")
+        following = self._item(reply, item.shard, item.owner, sent)
+        if following is not None or timeout == 0:
+            return following
+        return self.get(item.shard, item.owner, timeout)
+
+    def _args(self, *args: str) -> list[str]:
+        """A script's ARGV: the key prefix, the time source ('' = Redis TIME), then ``args``."""
+        return [self._prefix, script_time(self.clock), *args]
+
     def _take_args(self) -> list[str]:
         return [repr(self.claim_ttl), self._qps, self._burst, str(self.promote_limit)]
 
-    def _item(self, reply: list, shard: str, owner: str, now: float) -> Item | None:
+    def _item(self, reply: list, shard: str, owner: str, sent: float) -> Item | None:
         if reply[0] != 1:
             return None
+        claimed_at, deadline = float(reply[6]), float(reply[4])
         item = Item(key=_text(reply[1]), token=_text(reply[2]), shard=shard, owner=owner,
-                    enqueued_at=float(reply[3]), claimed_at=now, deadline=float(reply[4]))
+                    enqueued_at=float(reply[3]), claimed_at=claimed_at, deadline=deadline,
+                    local_deadline=sent + (deadline - claimed_at))
         with self._drained:
             self._outstanding.add((item.key, item.token))
         return item

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import redis
 
 from shard_operator.keys import Keys
-from shard_operator.sharding import hashing
+from shard_operator.queue import hashing
 from shard_operator.storage import redis_errors
 
 __all__ = ["Ring", "Router", "redis_errors"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from shard_operator.cache import keys as cache_keys
+from shard_operator import keys as cache_keys
 from shard_operator.cache.scope import Scope, ScopeReader
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.manager.leading import LeaderRunner

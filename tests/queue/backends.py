@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from shard_operator.keys import Keys
-from shard_operator.queue import Clock, ManualClock
+from shard_operator.queue import ManualClock
 from shard_operator.sharding import Assigner, Membership
 
 Connect = Callable[[], redis.Redis]
@@ -55,7 +55,7 @@ def keys() -> Keys:
     return Keys.for_controller("widgets")
 
 
-def publish_ring(client: redis.Redis, keys: Keys, clock: Clock, *shards: str) -> int:
+def publish_ring(client: redis.Redis, keys: Keys, clock: ManualClock | None, *shards: str) -> int:
     """Make ``shards`` the live members and the ring; returns how many queued keys moved."""
     client.delete(keys.members)
     for shard in shards:

@@ -80,5 +80,5 @@ def test_an_idle_get_learns_when_the_next_key_is_due(client, keys, clock):
     publish_ring(client, keys, clock, "s0")
     queue = DelayingQueue(client, keys, clock=clock)
     queue.add_after("ns/a", 0.5)
-    reply = queue._get(queue._route, [queue._prefix, repr(clock()), "s0", "w1", *queue._take_args()])
+    reply = queue._get(queue._route, queue._args("s0", "w1", *queue._take_args()))
     assert reply[0] == 0 and float(reply[5]) == pytest.approx(0.5)

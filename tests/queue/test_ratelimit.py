@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import time
 
 import pytest
 import redis
 
+from shard_operator.errors import ClaimLostError
 from shard_operator.keys import Keys
 from shard_operator.queue import (
     ExponentialFailureRateLimiter,
@@ -34,6 +34,9 @@ class Fixed:
 
     def num_requeues(self, key: str) -> int:
         return self.count
+
+    def state_hashes(self) -> None:
+        return None  # in memory: the queue must call forget()
 
 
 def test_rate_limited_backoff_is_5ms_doubling_and_capped_at_1000s(client, keys):
@@ -123,16 +126,16 @@ def test_token_bucket_is_shared_by_two_queue_instances_and_refills_at_qps(connec
     assert sum(q.get("s0", "x") is not None for q in (first, second, first, second)) == 3
 
 
-def test_a_host_whose_clock_ran_ahead_does_not_freeze_the_bucket_for_the_others(connect, keys, clock):
+def test_a_redis_clock_set_back_an_hour_does_not_freeze_the_bucket(connect, keys, clock):
     publish_ring(connect(), keys, clock, "s0")
     bucket = TokenBucket(qps=10.0, burst=5)
     ahead = RateLimitingQueue(connect(), keys, clock=ManualClock(clock() + 3600), bucket=bucket)
     on_time = RateLimitingQueue(connect(), keys, clock=clock, bucket=bucket)
     on_time.add_many([f"ns/k{i}" for i in range(20)])
-    for _ in range(5):  # the skewed host drains the burst and stamps the bucket an hour ahead
+    for _ in range(5):  # the server's clock, an hour ahead, drains the burst and stamps the bucket
         ahead.done(ahead.get("s0", "ahead"))
     served = 0
-    for _ in range(4):  # 10/s capped by the burst of 5 a step: the remaining 15 keys, not none for an hour
+    for _ in range(4):  # then set back: 10/s capped by the burst of 5 a step, the 15 left, not none for an hour
         clock.step(1.0)
         while (item := on_time.get("s0", "on-time")) is not None:
             on_time.done(item)
@@ -173,7 +176,7 @@ def _take_all(url: str, prefix: str, results: multiprocessing.Queue) -> None:
 def test_token_bucket_is_shared_by_two_processes(redis_url):
     client = redis.Redis.from_url(redis_url)
     keys = Keys.for_controller("procs")
-    publish_ring(client, keys, time.time, "s0")
+    publish_ring(client, keys, None, "s0")
     WorkQueue(client, keys).add_many([f"ns/k{i}" for i in range(40)])
     client.close()
     context = multiprocessing.get_context("spawn")
@@ -185,3 +188,36 @@ def test_token_bucket_is_shared_by_two_processes(redis_url):
     for process in processes:
         process.join(timeout=30)
     assert sum(counts) == 7
+
+
+def test_add_rate_limited_waits_the_longer_of_the_backoff_and_at_least(client, keys, clock):
+    publish_ring(client, keys, clock, "s0")
+    queue = RateLimitingQueue(client, keys, clock=clock, bucket=None,
+                              rate_limiter=ExponentialFailureRateLimiter(client, keys, base=1.0))
+    assert queue.add_rate_limited("ns/a", at_least=5.0) == 5.0  # a Retry-After longer than the backoff
+    assert queue.num_requeues("ns/a") == 1, "the failure counts all the same"
+    clock.step(4.9)
+    assert queue.get("s0", "w") is None
+    clock.step(0.1)
+    item = queue.get("s0", "w")
+    assert item is not None
+    queue.done(item)
+    for _ in range(3):
+        queue.add_rate_limited("ns/b")
+    assert queue.add_rate_limited("ns/b", at_least=0.5) == 8.0  # the backoff is longer
+
+
+@pytest.mark.parametrize("finish", ["done", "done_and_get"])
+def test_a_limiter_kept_outside_redis_is_forgotten_only_when_the_claim_was_held(client, keys, clock, finish):
+    publish_ring(client, keys, clock, "s0")
+    limiter = Fixed(0.0)
+    queue = RateLimitingQueue(client, keys, clock=clock, bucket=None, rate_limiter=limiter)
+    queue.add("ns/a")
+    item = queue.get("s0", "w1")
+    assert item is not None
+    queue.add_rate_limited("ns/a")
+    clock.step(31.0)
+    queue.reap_expired()  # the claim is lost
+    with pytest.raises(ClaimLostError):
+        getattr(queue, finish)(item, forget=True)
+    assert limiter.count == 1

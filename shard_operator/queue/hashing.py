@@ -12,6 +12,8 @@ bit operations, so the score is pure integer arithmetic that stays below 2**53:
 
 Rendezvous hashing picks the shard with the highest score (ties broken by the larger id), so
 adding a shard moves only the keys it now wins (about 1/n) and removing one moves only its own.
+It lives in the queue, whose scripts route every key; :mod:`shard_operator.sharding` imports it
+from here for its Python view of the ring (sharding depends on the queue, never the reverse).
 """
 
 from __future__ import annotations
