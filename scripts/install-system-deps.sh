@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the project needs: redis-server (integration tests, `make run`) and the venv
+# Debian packages the project needs: redis-server (integration tests, `make run`), curl and the venv
 # module for Python. Runs apt-get only when something is missing; `apt-get update` comes first.
 set -euo pipefail
 
@@ -7,6 +7,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v make >/dev/null || need+=(make)
+command -v curl >/dev/null || need+=(curl)  # the API-pressure test loads the API server from other processes
 
 if ((${#need[@]})); then
   sudo=""
