@@ -11,10 +11,8 @@ write, and the loop checks it again before applying the outcome. A reconcile who
 aborted (``ClaimLost``), writes nothing more, and its key is added again, so the key's current owner (or
 this worker, later) reconciles the latest spec.
 
-Errors are visible: a failing reconcile is logged at ERROR with its traceback (at most once per key per
-``error_log_interval``; the repeats at DEBUG), recorded as a ``ReconcileError`` Warning Event on the
-object, and, while the key is retrying, kept in the Redis hash ``<prefix>:errors`` that ``shard-operator
-status`` shows; success clears it.
+Errors are visible (:mod:`.reporting`): logged at ERROR with the traceback, a ``ReconcileError`` Warning
+Event on the object, and the last error of a retrying key in ``<prefix>:errors``; success clears it.
 
 Invariants this loop keeps: the queue hands a key to one claim at a time (I1); ``done`` always runs
 for a key still claimed, so a change that arrived meanwhile is handed out again (I2, I3); errors go
@@ -37,18 +35,15 @@ from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDo
 from shard_operator.queue import Item, RateLimitingQueue
 from shard_operator.reconcile import Reconciler, Request
 from shard_operator.worker.outcome import Action, Decision, decide
+from shard_operator.worker.reporting import ErrorReporter
 
 if TYPE_CHECKING:
     from shard_operator.client import Client, EventRecorder
     from shard_operator.source import Resource
 
-__all__ = ["ERROR_LIMIT", "ReconcileFn", "ShardWorker"]
+__all__ = ["ReconcileFn", "ShardWorker"]
 
 log = logging.getLogger(__name__)
-
-#: The longest ``"ExcType: message"`` kept in the errors hash (what ``shard-operator status`` shows).
-ERROR_LIMIT = 300
-_LOGGED_LIMIT = 10_000  # keys whose last traceback time is remembered before old ones are dropped
 
 
 ReconcileFn = Reconciler  # the name the pool and the operator definition use
@@ -95,17 +90,16 @@ class ShardWorker:
         self._cache = cache if cache is not None else cast("ObjectCache", _Unavailable("cache"))
         self._client = client if client is not None else cast("Client", _Unavailable("client"))
         self._recorder = recorder  # bound to each reconcile's fenced client
+        self._no_recorder = cast("EventRecorder", _Unavailable("recorder"))
         self._resource = resource if resource is not None else cast("Resource", _Unavailable("resource"))
         self._jobs = jobs if jobs is not None else no_job_queue(controller)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
         self._monotonic, self._margin = monotonic, claim_margin
-        self.error_log_interval = error_log_interval
         self._inflight: dict[tuple[str, str], tuple[Item, float, Claim]] = {}
         self._lock = threading.Lock()
-        self._errors_key = f"{queue.keys.prefix}:errors"
-        self._errored: set[str] = set()         # keys this worker put in the errors hash
-        self._logged: dict[str, float] = {}     # key -> monotonic time of its last traceback
+        self.errors = ErrorReporter(queue.client, f"{queue.keys.prefix}:errors", cache=self._cache,
+                                    resource=self._resource, interval=error_log_interval, monotonic=monotonic)
         self._labels = (controller,)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -156,7 +150,7 @@ class ShardWorker:
                 item = None
                 self._stop.wait(delay)
 
-    def _reconcile(self, item: Item) -> tuple[Decision, Context, BaseException | None]:
+    def _reconcile(self, item: Item) -> tuple[Decision, Claim, Context | None, BaseException | None]:
         started = self._monotonic()  # the claim was taken (or renewed) a round trip before this
         claim = Claim(item.key, self.queue.claim_ttl, margin=self._margin, confirmed_at=started,
                       clock=self._monotonic)
@@ -166,9 +160,10 @@ class ShardWorker:
         with self._lock:
             self._inflight[(item.key, item.token)] = (item, started, claim)
         raised: BaseException | None = None
-        request = Request.from_key(item.key)
-        ctx = self.context_for(request, claim)
+        ctx: Context | None = None
         try:
+            request = Request.from_key(item.key)
+            ctx = self.context_for(request, claim)
             decision = decide(returned=self.reconcile(request, ctx))
         except Exception as exc:  # every reconcile failure goes through the outcome switch
             raised = exc
@@ -178,20 +173,20 @@ class ShardWorker:
             active.dec()
             metrics.RECONCILE_TIME.labels(self.controller).observe(elapsed)
             metrics.QUEUE_WORK_DURATION.labels(self.controller).observe(elapsed)
-        return decision, ctx, raised
+        return decision, claim, ctx, raised
 
     def context_for(self, request: Request, claim: Claim | None = None) -> Context:
         """The context of one reconcile of ``request`` under ``claim`` (None: a claim that never expires).
 
         About 1.5 µs: a slotted object, the fenced client and the recorder bound to it."""
         client = FencedClient(self._client, claim if claim is not None else Claim.unbounded(request.key))
-        recorder = (self._recorder.bound(client) if self._recorder is not None
-                    else cast("EventRecorder", _Unavailable("recorder")))
+        recorder = self._recorder.bound(client) if self._recorder is not None else self._no_recorder
         return Context(request=request, controller=self.controller, shard=self.shard, logger=self._logger,
                        cache=self._cache, client=client, recorder=recorder,
                        resource=self._resource, queue=self.queue, jobs=self._jobs)
 
-    def _finish(self, item: Item, decision: Decision, ctx: Context, raised: BaseException | None) -> Item | None:
+    def _finish(self, item: Item, decision: Decision, claim: Claim, ctx: Context | None,
+                raised: BaseException | None) -> Item | None:
         """Apply ``decision`` and release the claim; returns the next item when it came in the same trip."""
         with self._lock:
             self._inflight.pop((item.key, item.token), None)
@@ -200,14 +195,13 @@ class ShardWorker:
             metrics.RECONCILE_ERRORS.labels(self.controller).inc()
         if decision.terminal:
             metrics.TERMINAL_RECONCILE_ERRORS.labels(self.controller).inc()
-        claim = ctx.claim
         if decision.error and claim.held():
-            self._report_error(item.key, decision, raised, ctx)
+            self.errors.report(item.key, decision, raised, ctx)
         if not claim.held():  # checked again before the outcome is applied: a lost claim changes nothing
             self._requeue_lost(item, raised)
             return None
         if not decision.error:
-            self._clear_error(item.key)
+            self.errors.clear(item.key)
         self._apply(item.key, decision)
         # Success forgets the key's failures inside the done script: one round trip per reconcile.
         forget = decision.action is Action.FORGET
@@ -250,51 +244,6 @@ class ShardWorker:
             metrics.QUEUE_RETRIES.labels(self.controller).inc()
             queue.add_rate_limited(key)
 
-    # -- errors ----------------------------------------------------------------------
-
-    def _report_error(self, key: str, decision: Decision, raised: BaseException | None, ctx: Context) -> None:
-        """Log the error (one traceback per key per interval), record a Warning Event, keep it in the hash."""
-        text = _error_text(raised)
-        now = self._monotonic()
-        last = self._logged.get(key)
-        if last is None or now - last >= self.error_log_interval:
-            if len(self._logged) >= _LOGGED_LIMIT:
-                self._logged = {k: t for k, t in self._logged.items() if now - t < self.error_log_interval}
-            self._logged[key] = now
-            log.error("reconcile of %s failed%s: %s", key, " terminally (not retried)" if decision.terminal
-                      else "", text, exc_info=raised)
-            self._record_event(key, text, ctx)
-        else:
-            log.debug("reconcile of %s failed again: %s", key, text)
-        if decision.terminal:
-            self._clear_error(key)
-            return
-        try:
-            self.queue.client.hset(self._errors_key, key, text)
-            self._errored.add(key)
-        except Exception as exc:  # visibility only: a Redis error here must not change the outcome
-            log.warning("could not store the last error of %s: %s", key, exc)
-
-    def _record_event(self, key: str, text: str, ctx: Context) -> None:
-        try:
-            obj = self._cache.get(self._resource, key)
-            if obj is not None:
-                ctx.recorder.warning(obj, "ReconcileError", text)
-        except ClaimLost:
-            pass  # _finish sees the lost claim next
-        except Exception as exc:
-            log.debug("no ReconcileError event for %s: %s", key, exc)
-
-    def _clear_error(self, key: str) -> None:
-        """Drop ``key``'s entry of the errors hash, if this worker wrote one (no round trip otherwise)."""
-        if key not in self._errored:
-            return
-        try:
-            self.queue.client.hdel(self._errors_key, key)
-            self._errored.discard(key)
-        except Exception as exc:
-            log.warning("could not clear the last error of %s: %s", key, exc)
-
     # -- claims --------------------------------------------------------------------
 
     def _renew_loop(self) -> None:
@@ -316,11 +265,3 @@ class ShardWorker:
                 except StorageError as exc:
                     log.warning("could not renew the claim on %s: %s", item.key, exc)
 
-
-def _error_text(raised: BaseException | None) -> str:
-    """``"ExcType: message"``, at most :data:`ERROR_LIMIT` characters."""
-    if raised is None:
-        return "InvalidResult: the reconciler returned neither None nor a Result"
-    message = str(raised)
-    text = f"{type(raised).__name__}: {message}" if message else type(raised).__name__
-    return text[:ERROR_LIMIT]

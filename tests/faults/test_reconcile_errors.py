@@ -30,7 +30,7 @@ CONTROLLER = "errors"
 KEYS = Keys.for_controller(CONTROLLER)
 WIDGETS = Resource("example.shard-operator.dev", "v1", "widgets")
 ERRORS = f"{KEYS.prefix}:errors"
-WORKER_LOG = "shard_operator.worker.runner"
+WORKER_LOG = "shard_operator.worker.reporting"
 
 
 @pytest.fixture
