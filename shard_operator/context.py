@@ -74,11 +74,13 @@ class Claim:
 
     __slots__ = ("_clock", "confirmed_at", "key", "lost", "margin", "ttl")
 
-    def __init__(self, key: str, ttl: float, *, margin: float | None = None, confirmed_at: float | None = None,
+    def __init__(self, key: str, ttl: float, margin: float | None = None, confirmed_at: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.key, self.ttl, self._clock = key, ttl, clock
+        self.key = key
+        self.ttl = ttl
         self.margin = CLAIM_MARGIN * ttl if margin is None else margin
         self.confirmed_at = clock() if confirmed_at is None else confirmed_at
+        self._clock = clock
         self.lost = False
 
     @classmethod

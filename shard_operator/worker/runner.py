@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from shard_operator import metrics
 from shard_operator.client.fencing import FencedClient
-from shard_operator.context import Claim, Context, JobQueue, ObjectCache, no_job_queue
+from shard_operator.context import CLAIM_MARGIN, Claim, Context, JobQueue, ObjectCache, no_job_queue
 from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDownError, StorageError
 from shard_operator.queue import Item, RateLimitingQueue
 from shard_operator.reconcile import Reconciler, Request
@@ -95,7 +95,9 @@ class ShardWorker:
         self._jobs = jobs if jobs is not None else no_job_queue(controller)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
-        self._monotonic, self._margin = monotonic, claim_margin
+        self._monotonic = monotonic
+        self._claim_ttl = queue.claim_ttl
+        self._margin = CLAIM_MARGIN * queue.claim_ttl if claim_margin is None else claim_margin
         self._inflight: dict[tuple[str, str], tuple[Item, float, Claim]] = {}
         self._lock = threading.Lock()
         self.errors = ErrorReporter(queue.client, f"{queue.keys.prefix}:errors", cache=self._cache,
@@ -152,8 +154,7 @@ class ShardWorker:
 
     def _reconcile(self, item: Item) -> tuple[Decision, Claim, Context | None, BaseException | None]:
         started = self._monotonic()  # the claim was taken (or renewed) a round trip before this
-        claim = Claim(item.key, self.queue.claim_ttl, margin=self._margin, confirmed_at=started,
-                      clock=self._monotonic)
+        claim = Claim(item.key, self._claim_ttl, self._margin, started, self._monotonic)
         metrics.QUEUE_DURATION.labels(self.controller).observe(max(0.0, item.claimed_at - item.enqueued_at))
         active = metrics.ACTIVE_WORKERS.labels(self.controller)
         active.inc()
@@ -178,7 +179,7 @@ class ShardWorker:
     def context_for(self, request: Request, claim: Claim | None = None) -> Context:
         """The context of one reconcile of ``request`` under ``claim`` (None: a claim that never expires).
 
-        About 1.5 µs: a slotted object, the fenced client and the recorder bound to it."""
+        About 2 µs with its claim: a slotted object, the fenced client and the recorder bound to it."""
         client = FencedClient(self._client, claim if claim is not None else Claim.unbounded(request.key))
         recorder = self._recorder.bound(client) if self._recorder is not None else self._no_recorder
         return Context(request=request, controller=self.controller, shard=self.shard, logger=self._logger,
