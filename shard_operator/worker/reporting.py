@@ -5,6 +5,10 @@ to an :class:`ErrorReporter`, and every success to :meth:`ErrorReporter.clear`. 
 three ways: an ERROR record with the traceback in the worker's log, a ``ReconcileError`` Warning Event on
 the object (``kubectl describe``), and its last error in the hash ``<prefix>:errors`` that
 ``shard-operator status`` shows for each retrying key.
+
+A 409 (``ConflictError``: the object changed since it was read) and a 429 (``TooManyRequestsError``) are the
+expected ways an optimistic, throttled write fails; the key is retried and nobody has to act, so they are
+one INFO line (no traceback, no Event), and still shown by ``status`` while the key retries.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shard_operator.errors import ClaimLost
+from shard_operator.errors import ClaimLost, ConflictError, TooManyRequestsError
 
 if TYPE_CHECKING:
     import redis
@@ -32,6 +36,7 @@ ERROR_LIMIT = 300
 #: The reason of the Warning Event a failed reconcile records on its object.
 EVENT_REASON = "ReconcileError"
 _REMEMBERED = 10_000  # keys whose last traceback time is kept before the old ones are dropped
+_EXPECTED = (ConflictError, TooManyRequestsError)  # retried as a matter of course: no traceback, no Event
 
 
 def error_text(raised: BaseException | None) -> str:
@@ -48,10 +53,10 @@ class ErrorReporter:
 
     Contract: :meth:`report` logs at ERROR with the traceback and records a Warning Event (through the
     reconcile's fenced recorder) at most once per key per ``interval`` seconds (the repeats are one DEBUG
-    line; the error metric counts them all), and stores the error in ``errors_key`` unless it is terminal
-    (a terminal error is not retried). :meth:`clear` removes a key's entry, with a round trip only when
-    this reporter stored one. Failures to report are logged, never raised: reporting never changes an
-    outcome.
+    line; the error metric counts them all; a 409 or 429 is one INFO line instead), and stores the error
+    in ``errors_key`` unless it is terminal (a terminal error is not retried). :meth:`clear` removes a
+    key's entry, with a round trip only when this reporter stored one. Failures to report are logged,
+    never raised: reporting never changes an outcome.
     """
 
     def __init__(self, client: redis.Redis, errors_key: str, *, cache: ObjectCache, resource: Resource,
@@ -65,7 +70,9 @@ class ErrorReporter:
         text = error_text(raised)
         now = self._monotonic()
         last = self._logged.get(key)
-        if last is None or now - last >= self.interval:
+        if isinstance(raised, _EXPECTED):
+            log.info("reconcile of %s will be retried: %s", key, text)
+        elif last is None or now - last >= self.interval:
             if len(self._logged) >= _REMEMBERED:
                 self._logged = {k: t for k, t in self._logged.items() if now - t < self.interval}
             self._logged[key] = now

@@ -134,3 +134,24 @@ def test_the_stored_error_is_truncated_and_a_terminal_error_is_logged_but_not_ke
     terminal = [r for r in caplog.records if r.levelno == logging.ERROR and "ns/w2" in r.getMessage()]
     assert len(terminal) == 1 and "terminally" in terminal[0].getMessage()
     assert ("w2", "Warning", "ReconcileError", "TerminalError: the spec is invalid") in events(store)
+
+
+def test_a_conflict_is_one_info_line_without_traceback_or_event_but_shows_in_status(client, store, caplog):
+    from shard_operator.errors import ConflictError
+
+    RateLimitingQueue(client, KEYS, bucket=None).add("ns/w1")
+    stored: list[bytes | None] = []
+
+    def reconcile(request: Request, ctx) -> Result | None:
+        if not stored:
+            stored.append(None)
+            raise ConflictError("the object has been modified", status=409, reason="Conflict")
+        stored.append(client.hget(ERRORS, request.key))
+        return None
+
+    with caplog.at_level(logging.DEBUG, logger=WORKER_LOG):
+        run_until(client, store, reconcile, lambda: len(stored) >= 2 and not client.hexists(ERRORS, "ns/w1"))
+    assert stored[1] == b"ConflictError: the object has been modified"
+    records = [r for r in caplog.records if r.name == WORKER_LOG and "ns/w1" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.INFO] and records[0].exc_info is None
+    assert events(store) == []
