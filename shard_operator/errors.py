@@ -13,6 +13,7 @@ handle a failure::
     ├── QueueError               the work queue refused an operation
     │   ├── ShutDownError        the queue was shut down; no new work is handed out
     │   └── ClaimLostError       a worker's claim on a key expired or was taken over
+    │       └── ClaimLost        raised inside a reconcile: the claim is lost, so nothing more is written
     ├── StorageError             Redis could not be reached or answered with an error
     ├── JobError                 a background job could not be enqueued or run (``shard_operator.jobs``)
     │   ├── UnregisteredTaskError  the task name is not in the task registry; nothing runs
@@ -37,6 +38,7 @@ __all__ = [
     "AlreadyOwnedError",
     "ApiError",
     "BinaryNotFoundError",
+    "ClaimLost",
     "ClaimLostError",
     "ConfigError",
     "ConflictError",
@@ -86,6 +88,11 @@ class ShutDownError(QueueError):
 
 class ClaimLostError(QueueError):
     """The caller no longer holds the claim on a key (it expired and the key was handed out again)."""
+
+
+class ClaimLost(ClaimLostError):
+    """The worker's claim on the key being reconciled is lost (past its deadline minus a safety margin, or
+    taken over), so the reconcile is aborted before it writes; the worker queues the key again."""
 
 
 class StorageError(ShardOperatorError):

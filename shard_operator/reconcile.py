@@ -14,13 +14,20 @@ returns ``Result(requeue_after=t)``     forgets the failures and adds the key ag
 returns ``Result(requeue=True)``        adds the key again with the rate limiter's backoff
 raises ``TemporaryError(delay=t)``      adds the key again after the longer of ``t`` s and the rate
                                         limiter's backoff (the backoff if ``t`` is None); an error
+raises ``TooManyRequestsError`` (429)   the same, with the server's ``Retry-After`` as ``t``
 raises ``TerminalError``                forgets the key; counted as an error; no retry until the object
                                         changes again
 raises any other exception              adds the key again with the rate limiter's backoff; counted
 =====================================  ===============================================================
 
 In every case the key's claim is released (``done``) after the outcome is applied, so a change that
-arrived during the reconcile is handed out again exactly once.
+arrived during the reconcile is handed out again exactly once. An error is logged at ERROR with its
+traceback, recorded as a ``ReconcileError`` Warning Event on the object and shown by ``shard-operator
+status`` while the key retries.
+
+If the worker lost its claim on the key during the reconcile (it was paused past the claim's deadline and
+another worker may own the key now), the next write through ``ctx`` raises ``ClaimLost`` instead of being
+sent; the outcome is dropped and the key is added again, so the latest spec is reconciled.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The reconcilers' API helpers: counted, concurrency-safe writes, conditions, owners and events."""
+"""The reconcilers' API helpers: counted, fenced, concurrency-safe writes, conditions, owners and events."""
 
-from shard_operator.client.api import JSON_PATCH, MERGE_PATCH, Client
+from shard_operator.client.api import JSON_PATCH, MERGE_PATCH, Client, conditional_patch
 from shard_operator.client.conditions import (
     CONDITION_STATUSES,
     find_condition,
@@ -14,6 +14,7 @@ from shard_operator.client.conditions import (
 from shard_operator.client.counter import RequestCounter, Verb
 from shard_operator.client.crds import install_crd, open_crd
 from shard_operator.client.events import EVENTS, NORMAL, WARNING, EventRecorder
+from shard_operator.client.fencing import FencedClient
 from shard_operator.client.owners import (
     AlreadyOwnedError,
     controller_reference,
@@ -31,8 +32,10 @@ __all__ = [
     "AlreadyOwnedError",
     "Client",
     "EventRecorder",
+    "FencedClient",
     "RequestCounter",
     "Verb",
+    "conditional_patch",
     "controller_reference",
     "find_condition",
     "generation",

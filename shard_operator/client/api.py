@@ -24,7 +24,7 @@ from shard_operator.source.resource import Resource
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["JSON_PATCH", "MERGE_PATCH", "Client"]
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "Client", "conditional_patch"]
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -44,6 +44,26 @@ def _resource_version(obj: dict[str, Any]) -> str:
         raise ValueError(f"{_metadata(obj)['name']!r} has no metadata.resourceVersion: "
                          "optimistic concurrency needs the object as read from the API or the cache")
     return str(rv)
+
+
+def conditional_patch(obj: dict[str, Any], patch: _Body) -> _Body:
+    """``patch`` made conditional on ``obj``'s ``metadata.resourceVersion`` (a new patch; ``patch`` is kept).
+
+    A merge patch (a dict) gets ``metadata.resourceVersion``; a JSON patch (a list) gets a ``replace`` of
+    ``/metadata/resourceVersion`` first, which the API server refuses with 409 when the object changed. A
+    patch that already names a resourceVersion is returned as it is. ValueError when ``obj`` has none.
+    """
+    if isinstance(patch, list):
+        if any(op.get("path") == "/metadata/resourceVersion" for op in patch):
+            return patch
+        return [{"op": "replace", "path": "/metadata/resourceVersion", "value": _resource_version(obj)}, *patch]
+    if isinstance(patch, dict):
+        meta = patch.get("metadata")
+        if isinstance(meta, dict) and meta.get("resourceVersion"):
+            return patch
+        return {**patch, "metadata": {**(meta if isinstance(meta, dict) else {}),
+                                      "resourceVersion": _resource_version(obj)}}
+    return patch
 
 
 class Client:
@@ -75,8 +95,9 @@ class Client:
               content_type: str = MERGE_PATCH, subresource: str | None = None) -> dict[str, Any]:
         """Apply ``patch`` (a merge patch, or a JSON patch list with ``content_type=JSON_PATCH``).
 
-        The patch is sent as given: include ``metadata.resourceVersion`` (or a JSON patch ``test``
-        op on it) to make the write conditional.
+        The patch is sent as given: include ``metadata.resourceVersion`` (:func:`conditional_patch`)
+        to make the write conditional. A reconcile's ``ctx.client`` (:class:`FencedClient`) does that
+        by default.
         """
         meta = _metadata(obj)
         path = self._path(resource, meta["name"], meta.get("namespace"), subresource)

@@ -5,7 +5,9 @@ A reconciler records why it did something (``Created``, ``ScaledUp``) or why it 
 part of correctness: :class:`EventRecorder` is best effort, so a failure to record (the API server
 is slow, RBAC forbids events, the namespace is being deleted) is logged and swallowed, and it never
 fails a reconcile. Requests go through :class:`~shard_operator.client.Client`, so they are counted
-(as ``create`` on ``events.v1``).
+(as ``create`` on ``events.v1``). The one exception that passes through is
+:class:`~shard_operator.errors.ClaimLost`: a reconcile's recorder (:meth:`EventRecorder.bound` to its
+fenced client) records nothing once the worker lost its claim, and the reconcile is aborted.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import logging
 import socket
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shard_operator.client.api import Client
+from shard_operator.errors import ClaimLost
 from shard_operator.source.resource import Resource
+
+if TYPE_CHECKING:
+    from shard_operator.client.api import Client
+    from shard_operator.client.fencing import FencedClient
 
 __all__ = ["EVENTS", "NORMAL", "WARNING", "EventRecorder"]
 
@@ -33,13 +39,22 @@ class EventRecorder:
     """Creates core/v1 Events about objects, as ``component`` (e.g. the operator's name).
 
     Contract: :meth:`record` returns the created Event, or None when it could not be created; it
-    never raises for API or transport errors. Events of cluster-scoped objects go to ``default``.
+    never raises for API or transport errors (it does raise ``ClaimLost`` from a fenced client). Events of
+    cluster-scoped objects go to ``default``.
     """
 
-    def __init__(self, client: Client, component: str, *, instance: str | None = None) -> None:
+    __slots__ = ("client", "component", "instance")
+
+    def __init__(self, client: Client | FencedClient, component: str, *, instance: str | None = None) -> None:
         self.client = client
         self.component = component
         self.instance = instance or socket.gethostname()
+
+    def bound(self, client: Client | FencedClient) -> EventRecorder:
+        """This recorder writing through ``client`` (a reconcile's fenced client); cheap, nothing is copied."""
+        other = EventRecorder.__new__(EventRecorder)
+        other.client, other.component, other.instance = client, self.component, self.instance
+        return other
 
     def normal(self, obj: dict[str, Any], reason: str, message: str) -> dict[str, Any] | None:
         """Record a Normal event: something happened as expected."""
@@ -58,6 +73,8 @@ class EventRecorder:
             return None
         try:
             return self.client.create(EVENTS, event)
+        except ClaimLost:
+            raise
         except Exception:
             log.warning("could not record event %s %s on %s/%s", event_type, reason,
                         event["involvedObject"].get("namespace", ""), event["involvedObject"]["name"],

@@ -10,6 +10,11 @@ annotated with, so ``mypy --strict`` accepts it) over parts in memory: the objec
     assert reconcile(ctx.request, ctx) is None
     assert ctx.object(WIDGETS, "default/w1")["status"]["observedGeneration"] == 1
     ctx.fail_next_write(WIDGETS, "default/w1")      # the next write to it raises ConflictError
+    ctx.lose_claim()                                 # every later write raises ClaimLost, as in a paused worker
+
+``ctx.client`` is fenced and conditional as in a worker: a patch or delete carries the object's
+``resourceVersion`` (unless ``unconditional=True``), so a reconcile that writes twice from the same read
+object gets a ConflictError here too.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shard_operator.client.events import EVENTS, EventRecorder
-from shard_operator.context import Context, JobQueue, ObjectJobs, no_job_queue
+from shard_operator.client.fencing import FencedClient
+from shard_operator.context import Claim, Context, JobQueue, ObjectJobs, no_job_queue
 from shard_operator.errors import ApiError, ConflictError
 from shard_operator.jobs.registry import default_registry
 from shard_operator.jobs.serialization import check_json
@@ -144,15 +150,17 @@ class FakeContext(Context):
                  objects: Mapping[Resource, Iterable[_Object]] | None = None, controller: str = "fake",
                  shard: str = "fake-0", jobs: bool = True) -> None:
         store = ObjectStore()
-        client = FakeClient(store, field_manager=controller)
+        fake_client = FakeClient(store, field_manager=controller)
+        request = request if isinstance(request, Request) else Request.from_key(request)
+        client = FencedClient(fake_client, Claim.unbounded(request.key))
         queue = FakeQueue()
         fake_jobs = FakeJobs(controller)
         job_queue: JobQueue = fake_jobs if jobs else no_job_queue(controller)
-        super().__init__(request=request if isinstance(request, Request) else Request.from_key(request),
-                         controller=controller, shard=shard, logger=logging.getLogger(f"shard_operator.{controller}"),
+        super().__init__(request=request, controller=controller, shard=shard,
+                         logger=logging.getLogger(f"shard_operator.{controller}"),
                          cache=FakeCache(store), client=client, resource=resource, queue=queue, jobs=job_queue,
                          recorder=EventRecorder(client, controller, instance="fake"))
-        self.store, self.fake_client, self.fake_queue, self.fake_jobs = store, client, queue, fake_jobs
+        self.store, self.fake_client, self.fake_queue, self.fake_jobs = store, fake_client, queue, fake_jobs
         for kind, items in (objects or {}).items():
             for obj in items:
                 self.add(kind, obj)
@@ -169,6 +177,12 @@ class FakeContext(Context):
         :class:`~shard_operator.errors.ConflictError`, as when another writer got there first)."""
         self.store.fail_next_write(resource, key, error or ConflictError(
             f"injected conflict on {resource.name} {key!r}", status=409, reason="Conflict"))
+
+    def lose_claim(self) -> None:
+        """From now on the claim is lost, as for a worker paused past its claim's deadline: every write
+        through ``ctx.client``, ``ctx.recorder`` and ``ctx.enqueue_job`` raises
+        :class:`~shard_operator.errors.ClaimLost` and changes nothing."""
+        self.claim.lose()
 
     def run(self, reconciler: Reconciler, request: Request | None = None) -> Result | None:
         """Call ``reconciler`` for ``request`` (default: this context's) over the same objects and records."""

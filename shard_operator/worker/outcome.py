@@ -1,12 +1,15 @@
 """The single outcome switch: one function maps what a reconcile returned or raised to what the
-queue does with the key (DESIGN §7). Every worker, thread or process, goes through it."""
+queue does with the key (DESIGN §7). Every worker, thread or process, goes through it.
+
+A 429 (:class:`~shard_operator.errors.TooManyRequestsError`) that escapes a reconcile is retried after the
+server's ``Retry-After`` (but never sooner than the key's own backoff), like ``TemporaryError(delay)``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shard_operator.errors import TemporaryError, TerminalError
+from shard_operator.errors import TemporaryError, TerminalError, TooManyRequestsError
 from shard_operator.reconcile import Result
 
 __all__ = ["Action", "Decision", "decide"]
@@ -18,7 +21,7 @@ class Action(StrEnum):
     FORGET = "forget"                    # success: reset the key's failures
     REQUEUE_AFTER = "requeue_after"      # forget, then add after ``delay`` seconds
     RATE_LIMITED = "rate_limited"        # add with the rate limiter's backoff
-    RETRY_AFTER = "retry_after"          # add after ``delay`` seconds, failures kept (TemporaryError(delay))
+    RETRY_AFTER = "retry_after"          # add after at least ``delay`` s, failures kept (TemporaryError(delay), 429)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ def decide(returned: Result | None = None, raised: BaseException | None = None) 
             return Decision(Action.FORGET, "error", error=True, terminal=True)
         if isinstance(raised, TemporaryError) and raised.delay is not None:
             return Decision(Action.RETRY_AFTER, "error", delay=raised.delay, error=True)
+        if isinstance(raised, TooManyRequestsError) and raised.retry_after is not None:
+            return Decision(Action.RETRY_AFTER, "error", delay=max(0.0, raised.retry_after), error=True)
         return Decision(Action.RATE_LIMITED, "error", error=True)
     if returned is None:
         return Decision(Action.FORGET, "success")

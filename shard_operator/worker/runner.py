@@ -2,9 +2,17 @@
 
 Where it sits: a worker process (:mod:`.pool`) runs one :class:`ShardWorker` for its shard, with
 ``threads`` loops inside it for I/O-bound reconcilers (controller-runtime's MaxConcurrentReconciles).
-A renewer thread extends the claims of in-flight keys every ``claim_ttl / 3`` seconds; a key whose
-claim was lost (the worker stalled past its deadline and the key was handed to another worker) is
-no longer treated as this worker's own: its outcome is dropped and ``done`` is not called.
+A renewer thread extends the claims of in-flight keys every ``claim_ttl / 3`` seconds.
+
+Fencing (I1): each in-flight key has a :class:`~shard_operator.context.Claim` that knows, from the
+monotonic clock alone, when the claim may have expired. The reconcile's ``ctx.client`` (a
+:class:`~shard_operator.client.FencedClient`), its Events and its job enqueues check it before every
+write, and the loop checks it again before applying the outcome. A reconcile whose claim was lost is
+aborted (``ClaimLost``), writes nothing more, and its key is added again, so the key's current owner (or
+this worker, later) reconciles the latest spec.
+
+Errors are visible (:mod:`.reporting`): logged at ERROR with the traceback, a ``ReconcileError`` Warning
+Event on the object, and the last error of a retrying key in ``<prefix>:errors``; success clears it.
 
 Invariants this loop keeps: the queue hands a key to one claim at a time (I1); ``done`` always runs
 for a key still claimed, so a change that arrived meanwhile is handed out again (I2, I3); errors go
@@ -13,17 +21,21 @@ through the rate limiter (I4).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from shard_operator import metrics
-from shard_operator.context import Context, JobQueue, ObjectCache, no_job_queue
-from shard_operator.errors import ClaimLostError, ConfigError, ShutDownError, StorageError
+from shard_operator.client.fencing import FencedClient
+from shard_operator.context import CLAIM_MARGIN, Claim, Context, JobQueue, ObjectCache, no_job_queue
+from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDownError, StorageError
 from shard_operator.queue import Item, RateLimitingQueue
 from shard_operator.reconcile import Reconciler, Request
 from shard_operator.worker.outcome import Action, Decision, decide
+from shard_operator.worker.reporting import ErrorReporter
 
 if TYPE_CHECKING:
     from shard_operator.client import Client, EventRecorder
@@ -57,12 +69,18 @@ class ShardWorker:
     :class:`~shard_operator.context.Context` (the manager gives all of them; ``jobs`` is None when the
     operator has no job queue, and a part left out raises ConfigError when a reconcile uses it). Redis
     failures are logged and retried with a capped backoff instead of ending the loop.
+
+    ``monotonic`` is the clock of the claims (tests step a fake one); ``claim_margin`` the seconds given up
+    at the end of each claim (default: :data:`~shard_operator.context.CLAIM_MARGIN` of the TTL);
+    ``error_log_interval`` the least time between two tracebacks (and Events) of one key's errors.
     """
 
     def __init__(self, queue: RateLimitingQueue, reconcile: Reconciler, *, controller: str, shard: str,
                  owner: str, threads: int = 1, get_timeout: float = 1.0, cache: ObjectCache | None = None,
                  client: Client | None = None, recorder: EventRecorder | None = None,
-                 resource: Resource | None = None, jobs: JobQueue | None = None) -> None:
+                 resource: Resource | None = None, jobs: JobQueue | None = None,
+                 monotonic: Callable[[], float] = time.monotonic, claim_margin: float | None = None,
+                 error_log_interval: float = 60.0) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.queue, self.reconcile = queue, reconcile
@@ -71,14 +89,19 @@ class ShardWorker:
         self._logger = logging.getLogger(f"shard_operator.{controller}")
         self._cache = cache if cache is not None else cast("ObjectCache", _Unavailable("cache"))
         self._client = client if client is not None else cast("Client", _Unavailable("client"))
-        self._recorder = recorder if recorder is not None else cast("EventRecorder", _Unavailable("recorder"))
+        self._recorder = recorder  # bound to each reconcile's fenced client
+        self._no_recorder = cast("EventRecorder", _Unavailable("recorder"))
         self._resource = resource if resource is not None else cast("Resource", _Unavailable("resource"))
         self._jobs = jobs if jobs is not None else no_job_queue(controller)
         self._stop = threading.Event()
         self._renewer_stop = threading.Event()  # set once every loop has returned
-        self._inflight: dict[tuple[str, str], tuple[Item, float]] = {}
-        self._lost: set[tuple[str, str]] = set()  # (key, token): tokens repeat after Redis loses its data
+        self._monotonic = monotonic
+        self._claim_ttl = queue.claim_ttl
+        self._margin = CLAIM_MARGIN * queue.claim_ttl if claim_margin is None else claim_margin
+        self._inflight: dict[tuple[str, str], tuple[Item, float, Claim]] = {}
         self._lock = threading.Lock()
+        self.errors = ErrorReporter(queue.client, f"{queue.keys.prefix}:errors", cache=self._cache,
+                                    resource=self._resource, interval=error_log_interval, monotonic=monotonic)
         self._labels = (controller,)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -117,8 +140,7 @@ class ShardWorker:
                     item = self.queue.get(self.shard, self.owner, timeout=self.get_timeout)
                     if item is None:
                         continue
-                decision = self._reconcile(item)
-                item = self._finish(item, decision)
+                item = self._finish(item, *self._reconcile(item))
                 failures = 0
             except ShutDownError:
                 return
@@ -130,50 +152,57 @@ class ShardWorker:
                 item = None
                 self._stop.wait(delay)
 
-    def _reconcile(self, item: Item) -> Decision:
+    def _reconcile(self, item: Item) -> tuple[Decision, Claim, Context | None, BaseException | None]:
+        started = self._monotonic()  # the claim was taken (or renewed) a round trip before this
+        claim = Claim(item.key, self._claim_ttl, self._margin, started, self._monotonic)
         metrics.QUEUE_DURATION.labels(self.controller).observe(max(0.0, item.claimed_at - item.enqueued_at))
         active = metrics.ACTIVE_WORKERS.labels(self.controller)
         active.inc()
-        started = time.monotonic()
         with self._lock:
-            self._inflight[(item.key, item.token)] = (item, started)
+            self._inflight[(item.key, item.token)] = (item, started, claim)
+        raised: BaseException | None = None
+        ctx: Context | None = None
         try:
             request = Request.from_key(item.key)
-            returned = self.reconcile(request, self.context_for(request))
-            decision = decide(returned=returned)
+            ctx = self.context_for(request, claim)
+            decision = decide(returned=self.reconcile(request, ctx))
         except Exception as exc:  # every reconcile failure goes through the outcome switch
+            raised = exc
             decision = decide(raised=exc)
-            if not decision.terminal:
-                log.debug("reconcile of %s failed: %r", item.key, exc)
-            else:
-                log.info("reconcile of %s failed terminally: %s", item.key, exc)
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = self._monotonic() - started
             active.dec()
             metrics.RECONCILE_TIME.labels(self.controller).observe(elapsed)
             metrics.QUEUE_WORK_DURATION.labels(self.controller).observe(elapsed)
-        return decision
+        return decision, claim, ctx, raised
 
-    def context_for(self, request: Request) -> Context:
-        """The context of one reconcile of ``request`` (about 1 µs: a plain slotted object)."""
+    def context_for(self, request: Request, claim: Claim | None = None) -> Context:
+        """The context of one reconcile of ``request`` under ``claim`` (None: a claim that never expires).
+
+        About 2 µs with its claim: a slotted object, the fenced client and the recorder bound to it."""
+        client = FencedClient(self._client, claim if claim is not None else Claim.unbounded(request.key))
+        recorder = self._recorder.bound(client) if self._recorder is not None else self._no_recorder
         return Context(request=request, controller=self.controller, shard=self.shard, logger=self._logger,
-                       cache=self._cache, client=self._client, recorder=self._recorder,
+                       cache=self._cache, client=client, recorder=recorder,
                        resource=self._resource, queue=self.queue, jobs=self._jobs)
 
-    def _finish(self, item: Item, decision: Decision) -> Item | None:
+    def _finish(self, item: Item, decision: Decision, claim: Claim, ctx: Context | None,
+                raised: BaseException | None) -> Item | None:
         """Apply ``decision`` and release the claim; returns the next item when it came in the same trip."""
         with self._lock:
             self._inflight.pop((item.key, item.token), None)
-            lost = (item.key, item.token) in self._lost
-            self._lost.discard((item.key, item.token))
         metrics.RECONCILE_TOTAL.labels(self.controller, decision.result).inc()
         if decision.error:
             metrics.RECONCILE_ERRORS.labels(self.controller).inc()
         if decision.terminal:
             metrics.TERMINAL_RECONCILE_ERRORS.labels(self.controller).inc()
-        if lost:
-            log.warning("claim on %s was lost during its reconcile; leaving it to its new owner", item.key)
+        if decision.error and claim.held():
+            self.errors.report(item.key, decision, raised, ctx)
+        if not claim.held():  # checked again before the outcome is applied: a lost claim changes nothing
+            self._requeue_lost(item, raised)
             return None
+        if not decision.error:
+            self.errors.clear(item.key)
         self._apply(item.key, decision)
         # Success forgets the key's failures inside the done script: one round trip per reconcile.
         forget = decision.action is Action.FORGET
@@ -183,8 +212,22 @@ class ShardWorker:
                 return None
             return self.queue.done_and_get(item, timeout=0, forget=forget)
         except ClaimLostError:
-            log.warning("claim on %s expired before done; its new owner handles it", item.key)
+            log.warning("claim on %s expired before done; queuing it again for its new owner", item.key)
+            self.queue.add(item.key)
             return None
+
+    def _requeue_lost(self, item: Item, raised: BaseException | None) -> None:
+        """The claim on ``item`` was lost mid-reconcile: nothing more was written; add the key (never drop it).
+
+        ``add`` marks the key dirty, so whoever holds the claim now hands it out again after its ``done``.
+        ``done`` then releases this worker's claim if Redis still has it (the loss was only local, e.g. a
+        slow renew), which hands the key out at once; it changes nothing when the claim is another's.
+        """
+        why = f": {raised}" if isinstance(raised, ClaimLost) else ""
+        log.warning("claim on %s was lost during its reconcile%s; queuing it again", item.key, why)
+        self.queue.add(item.key)
+        with contextlib.suppress(ClaimLostError):
+            self.queue.done(item)
 
     def _apply(self, key: str, decision: Decision) -> None:
         queue = self.queue
@@ -208,22 +251,18 @@ class ShardWorker:
         interval = max(self.queue.claim_ttl / 3.0, 0.01)
         while not self._renewer_stop.wait(interval):
             with self._lock:
-                items = [item for item, _ in self._inflight.values()]
-                oldest = min((started for _, started in self._inflight.values()), default=None)
-            now = time.monotonic()
+                inflight = list(self._inflight.values())
+            now = self._monotonic()
+            oldest = min((started for _, started, _ in inflight), default=None)
             metrics.QUEUE_LONGEST_RUNNING.labels(self.controller).set(0.0 if oldest is None else now - oldest)
-            metrics.QUEUE_UNFINISHED_WORK.labels(self.controller).set(
-                sum(now - started for started in self._started_times()))
-            for item in items:
+            metrics.QUEUE_UNFINISHED_WORK.labels(self.controller).set(sum(now - started for _, started, _ in inflight))
+            for item, _, claim in inflight:
+                sent = self._monotonic()  # the new deadline counts from before the renew was sent
                 try:
                     self.queue.renew(item)
+                    claim.confirm(sent)
                 except ClaimLostError:
-                    with self._lock:
-                        if (item.key, item.token) in self._inflight:
-                            self._lost.add((item.key, item.token))
+                    claim.lose()
                 except StorageError as exc:
                     log.warning("could not renew the claim on %s: %s", item.key, exc)
 
-    def _started_times(self) -> list[float]:
-        with self._lock:
-            return [started for _, started in self._inflight.values()]

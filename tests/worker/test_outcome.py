@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shard_operator.errors import TemporaryError, TerminalError
+from shard_operator.errors import ConflictError, TemporaryError, TerminalError, TooManyRequestsError
 from shard_operator.reconcile import Result
 from shard_operator.worker.outcome import Action, decide
 
@@ -31,7 +31,14 @@ def test_a_temporary_error_with_a_delay_retries_after_that_delay():
     assert (decision.action, decision.delay, decision.error) == (Action.RETRY_AFTER, 3.0, True)
 
 
-@pytest.mark.parametrize("error", [TemporaryError("no delay"), RuntimeError("boom"), KeyError("x")])
+def test_a_429_raised_out_of_a_reconcile_is_retried_after_its_retry_after():
+    decision = decide(raised=TooManyRequestsError("slow down", retry_after=7.0))
+    assert (decision.action, decision.result, decision.delay, decision.error) == (
+        Action.RETRY_AFTER, "error", 7.0, True)
+
+
+@pytest.mark.parametrize("error", [TemporaryError("no delay"), RuntimeError("boom"), KeyError("x"),
+                                   TooManyRequestsError("no Retry-After"), ConflictError("stale")])
 def test_any_other_failure_backs_off_through_the_rate_limiter(error):
     decision = decide(raised=error)
     assert (decision.action, decision.result, decision.error, decision.terminal) == (

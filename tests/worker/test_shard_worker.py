@@ -1,5 +1,6 @@
 """A shard worker applies each outcome to the queue, renews claims of long reconciles, and lets go
-of a key whose claim it lost. Runs against the real redis-server with the worker in a thread."""
+of a key whose claim it lost (writing nothing more and adding the key again). Runs against the real
+redis-server with the worker in a thread."""
 
 from __future__ import annotations
 
@@ -125,6 +126,7 @@ def test_a_worker_that_lost_its_claim_leaves_the_key_to_its_new_owner(client):
     seen = run_worker(client, reconcile, claim_ttl=0.3, seconds=0.6)
     assert seen["ns/stolen"] == 1
     assert client.hget(KEYS.processing, "ns/stolen") == b"someone-else"
+    assert client.hexists(KEYS.dirty, "ns/stolen")  # added again: its new owner's done hands it out once more
     assert queue_of(client).num_requeues("ns/stolen") == 0  # no retry was scheduled by the old owner
 
 
@@ -165,3 +167,49 @@ def test_each_reconcile_gets_a_context_of_its_own_request_and_a_missing_part_say
     worker.stop()
     thread.join(timeout=10)
     assert seen == {"ns/a": (Request("ns", "a"), "unit", "s0"), "ns/b": (Request("ns", "b"), "unit", "s0")}
+
+
+def test_a_reconcile_paused_past_its_claim_writes_nothing_and_its_key_is_reconciled_again(client):
+    from shard_operator.client import EventRecorder
+    from shard_operator.errors import ClaimLost
+    from shard_operator.source import Resource
+    from shard_operator.testing.fake_api import FakeCache, FakeClient, ObjectStore
+
+    widgets = Resource("example.shard-operator.dev", "v1", "widgets")
+    store = ObjectStore()
+    store.put(widgets, {"metadata": {"name": "paused", "namespace": "ns"}, "spec": {"size": 1}})
+    fake_now = [1000.0]  # the claims' monotonic clock; the reconcile moves it as a SIGSTOP would
+    outcomes: list[str] = []
+
+    def reconcile(request: Request, ctx) -> Result | None:
+        obj = ctx.get(request)
+        if not outcomes:
+            fake_now[0] += 60.0  # paused for a minute: far past the 30 s claim
+        try:
+            ctx.client.patch(widgets, obj, {"metadata": {"labels": {"try": str(len(outcomes))}}},
+                             unconditional=True)
+            ctx.recorder.normal(obj, "Patched", "patched")
+            outcomes.append("written")
+        except ClaimLost:
+            outcomes.append("refused")
+            raise
+        return None
+
+    queue_of(client).add("ns/paused")
+    fake = FakeClient(store)
+    queue = RateLimitingQueue(client, KEYS, bucket=None)
+    worker = ShardWorker(queue, reconcile, controller="unit", shard="s0", owner="w1", get_timeout=0.05,
+                         cache=FakeCache(store), client=fake, recorder=EventRecorder(fake, "unit", instance="t"),
+                         resource=widgets, monotonic=lambda: fake_now[0])
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(outcomes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.stop()
+    thread.join(timeout=10)
+    assert outcomes == ["refused", "written"]  # the key came back (an add) and its next reconcile wrote
+    assert [w.body["metadata"]["labels"] for w in store.writes] == [{"try": "1"}]
+    assert [e["reason"] for e in store.of(Resource("", "v1", "events")).values()] == ["Patched"]
+    assert not client.hexists(KEYS.processing, "ns/paused")
+    assert queue_of(client).num_requeues("ns/paused") == 0  # a lost claim is not a failure of the key
