@@ -8,6 +8,7 @@ them. See the README and DESIGN for the architecture.
 
 from shard_operator.context import Context, NoJobQueueError
 from shard_operator.errors import (
+    ClaimLost,
     ConfigError,
     ShardOperatorError,
     TemporaryError,
@@ -19,6 +20,7 @@ from shard_operator.reconcile import Reconciler, Request, Result
 from shard_operator.source import Resource
 
 __all__ = [
+    "ClaimLost",
     "ConfigError",
     "Context",
     "For",

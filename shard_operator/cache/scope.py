@@ -22,6 +22,7 @@ import redis
 
 from shard_operator import keys as cache_keys
 from shard_operator.keys import Keys
+from shard_operator.storage import redis_errors
 
 __all__ = ["Scope", "ScopeReader", "namespaces_cached", "scope_key"]
 
@@ -55,7 +56,8 @@ class Scope:
     @classmethod
     def load(cls, client: redis.Redis, controller: str) -> Scope:
         """The published scope; everything when none was published (an older leader)."""
-        raw = client.get(scope_key(controller))
+        with redis_errors():
+            raw = client.get(scope_key(controller))
         if raw is None:
             return cls()
         return cls.of(json.loads(raw).get("namespaces"))

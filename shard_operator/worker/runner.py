@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from shard_operator import metrics
+from shard_operator import logs, metrics
+from shard_operator.cache.scope import ScopeReader
 from shard_operator.client.fencing import FencedClient
 from shard_operator.context import CLAIM_MARGIN, Claim, Context, JobQueue, ObjectCache, no_job_queue
 from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDownError, StorageError
@@ -100,9 +101,10 @@ class ShardWorker:
         self._margin = CLAIM_MARGIN * queue.claim_ttl if claim_margin is None else claim_margin
         self._inflight: dict[tuple[str, str], tuple[Item, float, Claim]] = {}
         self._lock = threading.Lock()
-        self.errors = ErrorReporter(queue.client, f"{queue.keys.prefix}:errors", cache=self._cache,
+        self.errors = ErrorReporter(queue.client, queue.keys.errors, cache=self._cache,
                                     resource=self._resource, interval=error_log_interval, monotonic=monotonic)
         self._labels = (controller,)
+        self._scope = ScopeReader(queue.client, controller)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -163,9 +165,15 @@ class ShardWorker:
         raised: BaseException | None = None
         ctx: Context | None = None
         try:
-            request = Request.from_key(item.key)
-            ctx = self.context_for(request, claim)
-            decision = decide(returned=self.reconcile(request, ctx))
+            with logs.log_context(controller=self.controller, key=item.key):
+                request = Request.from_key(item.key)
+                if not self._scope.contains(item.key):
+                    # Outside the namespaces the leader watches now (a restart with a narrower
+                    # --namespace): done without a reconcile, so nothing outside the scope is written.
+                    decision = decide(returned=None)
+                else:
+                    ctx = self.context_for(request, claim)
+                    decision = decide(returned=self.reconcile(request, ctx))
         except Exception as exc:  # every reconcile failure goes through the outcome switch
             raised = exc
             decision = decide(raised=exc)
@@ -240,7 +248,7 @@ class ShardWorker:
             # At least the key's own backoff (which also counts the failure): TemporaryError(delay=0)
             # in a loop must back off like any other failure, not take every hand-out (I4).
             metrics.QUEUE_RETRIES.labels(self.controller).inc()
-            queue.add_after(key, max(decision.delay, queue.rate_limiter.when(key)))
+            queue.add_rate_limited(key, at_least=decision.delay)
         else:
             metrics.QUEUE_RETRIES.labels(self.controller).inc()
             queue.add_rate_limited(key)

@@ -213,3 +213,13 @@ def test_a_reconcile_paused_past_its_claim_writes_nothing_and_its_key_is_reconci
     assert [e["reason"] for e in store.of(Resource("", "v1", "events")).values()] == ["Patched"]
     assert not client.hexists(KEYS.processing, "ns/paused")
     assert queue_of(client).num_requeues("ns/paused") == 0  # a lost claim is not a failure of the key
+
+
+def test_a_key_outside_the_published_scope_is_done_without_a_reconcile(client):
+    from shard_operator.cache.scope import Scope
+
+    Scope.of(["kept"]).publish(client, "unit")
+    queue_of(client).add_many(["dropped/a", "kept/b"])
+    seen = run_worker(client, lambda request, ctx, n: None, seconds=1.0)
+    assert seen == Counter({"kept/b": 1})
+    assert client.hlen(KEYS.dirty) == 0 and client.hlen(KEYS.processing) == 0  # dropped/a is done, not stuck
