@@ -3,7 +3,7 @@
 An author writes a level-based reconciler; shard-operator runs informers in one elected
 leader, keeps a shared object cache in Redis, hashes object keys into Redis-backed
 rate-limited work queues (one per shard), and runs sharded worker processes that consume
-them. See the README and DESIGN for the architecture.
+them. See the README and docs/design.md for the architecture.
 """
 
 from shard_operator.context import Context, NoJobQueueError

@@ -1,6 +1,6 @@
 """The reconcilers' writes to the API server: plain-dict objects of any resource.
 
-Last stage of a reconcile (DESIGN §6): a worker reads objects from the shared cache and writes
+Last stage of a reconcile (docs/design.md §2.6): a worker reads objects from the shared cache and writes
 through this :class:`Client`, always with optimistic concurrency, so a write based on a stale cached
 object fails with :class:`~shard_operator.errors.ConflictError` (409) and the worker requeues the key
 instead of overwriting a newer state. Requests are raw ``ApiClient.call_api`` calls on the paths of a

@@ -1,6 +1,6 @@
 """Counting the API requests a process makes, by verb and resource.
 
-The shared cache exists so that a reconcile reads without calling the API server (DESIGN §2); this
+The shared cache exists so that a reconcile reads without calling the API server (docs/design.md §2.2); this
 counter is how that promise is checked. Every request made through :class:`~shard_operator.client.Client`
 (and the :class:`~shard_operator.client.EventRecorder` built on it) is recorded here before it is sent,
 whether it then succeeds or fails, so a test can assert that a worker in steady state made no

@@ -1,4 +1,4 @@
-"""Handlers and predicates: which informer events wake which work queue keys (DESIGN §3)."""
+"""Handlers and predicates: which informer events wake which work queue keys (docs/design.md §2.3)."""
 
 from shard_operator.handler.mapping import EventHandler, For, MapFunc, Owns, Watches, controller_owner_key
 from shard_operator.handler.predicate import (

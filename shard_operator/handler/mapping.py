@@ -1,6 +1,6 @@
 """Handlers: map an informer event to the work queue keys it should wake up.
 
-Third stage of the pipeline (DESIGN §3): the leader's informer for each watched resource hands its
+Third stage of the pipeline (docs/design.md §2.3): the leader's informer for each watched resource hands its
 events to the handlers declared for that resource; each handler filters the event with its
 predicate and returns keys (``namespace/name``, or ``name`` for a cluster-scoped primary), which the
 router sends to their shards. Handlers are pure: no Redis, no API calls, so the leader can run them

@@ -1,4 +1,4 @@
-"""Enqueue background jobs from a reconcile and read their state in a later one (DESIGN §8).
+"""Enqueue background jobs from a reconcile and read their state in a later one (docs/design.md §2.8).
 
 Where it sits: the worker's reconcile context binds one :class:`JobsHandle` per request
 (``Jobs.for_request(key, generation)``) and exposes ``ctx.enqueue_job`` / ``ctx.job``. A job is

@@ -1,6 +1,6 @@
-"""Lease-based leader election: exactly one pod runs the informers at a time (DESIGN §9).
+"""Lease-based leader election: exactly one pod runs the informers at a time (docs/design.md §2.9).
 
-The manager (DESIGN §10) runs a :class:`LeaderElector` in every pod; the one that holds the
+The manager (docs/design.md §2.10) runs a :class:`LeaderElector` in every pod; the one that holds the
 ``coordination.k8s.io/v1`` Lease runs the informers that feed the cache and the work queues, and
 stops them at once when it can no longer renew. Workers are not leader-gated. The semantics are
 client-go's ``tools/leaderelection``:

@@ -1,7 +1,7 @@
 """The leader elector: campaign for a Lease, renew it while leading, hand it over on shutdown.
 
-The manager (DESIGN §10) runs one :class:`LeaderElector` per pod; its callbacks start the informers
-when the pod becomes leader and stop them the moment it no longer may lead (DESIGN §9). The rules are
+The manager (docs/design.md §2.10) runs one :class:`LeaderElector` per pod; its callbacks start the informers
+when the pod becomes leader and stop them the moment it no longer may lead (docs/design.md §2.9). The rules are
 client-go's ``leaderelection``; the Lease I/O is in :mod:`shard_operator.leaderelection.lease`.
 """
 

@@ -1,5 +1,5 @@
 """The manager: one per pod. It supervises the leader candidate, the worker processes and the
-health server, and shuts them down in order (DESIGN §10).
+health server, and shuts them down in order (docs/design.md §2.10).
 
 Start-up has two phases. Preparing does everything a bad configuration can break, quietly and before
 any process or thread exists: bind the health server's socket (a busy port), reach Redis, load the
@@ -259,7 +259,7 @@ class Manager:
         if self._pool is not None:
             self._pool.stop(timeout=self.config.drain_timeout)
         if self._jobs is not None:
-            # A job cut short here is found abandoned by a sweep and retried or failed (DESIGN §8).
+            # A job cut short here is found abandoned by a sweep and retried or failed (docs/design.md §2.8).
             self._jobs.stop(timeout=self.config.drain_timeout)
         if self._health is not None:
             self._health.stop()

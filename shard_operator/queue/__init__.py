@@ -1,4 +1,4 @@
-"""The Redis work queue: client-go's layered workqueue across processes and pods (DESIGN §5).
+"""The Redis work queue: client-go's layered workqueue across processes and pods (docs/design.md §2.5).
 
 ``WorkQueue`` (add / get / done / renew / reap_expired / shut_down) → ``DelayingQueue`` (+ add_after)
 → ``RateLimitingQueue`` (+ add_rate_limited / forget / num_requeues), with the retry policy a

@@ -1,4 +1,4 @@
-"""Sharding: membership heartbeats, the ring of live shards with its epoch, and key → shard (DESIGN §4).
+"""Sharding: membership heartbeats, the ring of live shards with its epoch, and key → shard (docs/design.md §2.4).
 
 Workers announce their shard with :class:`Membership`; one :class:`Assigner` publishes the ring and
 has the queue move queued keys when it changes; :class:`Router` maps keys to shards with

@@ -1,4 +1,4 @@
-"""Workers: the processes that consume one shard's keys and reconcile them (DESIGN §6).
+"""Workers: the processes that consume one shard's keys and reconcile them (docs/design.md §2.6).
 
 :class:`WorkerPool` starts and supervises one process per shard; each runs a :class:`ShardWorker`
 (claim a key, reconcile it, apply the outcome that :func:`decide` picks, release the claim).

@@ -1,5 +1,5 @@
 """The single outcome switch: one function maps what a reconcile returned or raised to what the
-queue does with the key (DESIGN §7). Every worker, thread or process, goes through it.
+queue does with the key (docs/design.md §2.7). Every worker, thread or process, goes through it.
 
 A 429 (:class:`~shard_operator.errors.TooManyRequestsError`) that escapes a reconcile is retried after the
 server's ``Retry-After`` (but never sooner than the key's own backoff), like ``TemporaryError(delay)``."""
