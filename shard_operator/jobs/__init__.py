@@ -1,4 +1,5 @@
-"""Background jobs on RQ: slow work leaves the reconcile loop and its outcome comes back as a reconcile (docs/design.md §2.8).
+"""Background jobs on RQ: slow work leaves the reconcile loop, and its outcome comes back as a reconcile
+(docs/design.md §2.8).
 
 A reconcile calls ``ctx.enqueue_job(task, *args, name=…, timeout=…, retry=…)`` (a :class:`JobsHandle`
 bound to the object's key and generation) and returns at once; a job worker process runs the

@@ -1,5 +1,6 @@
 """What each worker process builds after the fork for its reconciles: the cache reader, the API client,
-the event recorder, the background-jobs binding (docs/design.md §2.6: clients are created in the child, never inherited).
+the event recorder, the background-jobs binding (docs/design.md §2.6: clients are created in the child,
+never inherited).
 
 :class:`WorkerContextFactory` is picklable (plain fields), so it travels in a
 :class:`~shard_operator.worker.pool.WorkerSpec`; the child calls it with its own Redis client.
