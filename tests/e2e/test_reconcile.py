@@ -20,8 +20,12 @@ N = 200
 
 
 def apiserver_requests(control_plane: ControlPlane, verb: str, resource: str = "widgets") -> float:
-    """The API server's own count of ``verb`` requests on ``resource`` (all codes, all clients)."""
-    wanted = (f'resource="{resource}"', f'verb="{verb}"', 'subresource=""')
+    """The API server's own count of namespaced ``verb`` requests on ``resource`` (all codes, all clients).
+
+    Only namespaced requests: the manager watches the test's namespace, while the embedded
+    kube-controller-manager's garbage collector lists every resource cluster-wide, whenever its discovery
+    finds a new one (every 30 s)."""
+    wanted = (f'resource="{resource}"', f'verb="{verb}"', 'subresource=""', 'scope="namespace"')
     return sum(float(line.rsplit(" ", 1)[1]) for line in control_plane.get_raw("/metrics").decode().splitlines()
                if line.startswith("apiserver_request_total{") and all(label in line for label in wanted))
 
