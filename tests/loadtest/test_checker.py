@@ -90,6 +90,6 @@ def test_a_retry_gap_that_shrinks_is_a_backoff_violation() -> None:
 
 def test_a_reset_between_retries_starts_a_new_backoff_series() -> None:
     spans = failures("ns/bad", [0.1, 0.2, 0.4, 0.01])
-    reset_at = spans[3].end + 0.001  # Redis lost the failure counts before the last retry
+    reset_at = (spans[3].end or 0.0) + 0.001  # Redis lost the failure counts before the last retry
     verdict = check(spans, {}, expected_failing=["ns/bad"], resets=[reset_at])
     assert verdict.backoff_violations == []

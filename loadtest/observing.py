@@ -1,0 +1,269 @@
+"""What the lab measures while a run goes: per-change convergence (a watch) and time series (a sampler).
+
+Where it sits: beside the load generator in ``loadtest.runner``. :class:`Convergence` watches the objects
+with its own informer and resolves every change the generator made (create or spec update) to the
+moment the watch first shows its status converged: create/update -> status latency. :class:`Sampler`
+polls, every second, each operator pod's ``/metrics`` (queue depth, queue latency, reconcile time and
+count), ``/proc`` of each pod's process tree (CPU seconds, RSS) and Redis ``INFO`` (memory, ops/s).
+
+"Converged" is a JSONPath into the object (default ``{.status.observedGeneration}``) compared with
+``metadata.generation`` (at least equal), or, with ``converged_value``, compared with a fixed string.
+Supported JSONPath: ``.field``, ``[n]`` and ``[?(@.field=="value")]`` filters, e.g.
+``{.status.conditions[?(@.type=="Ready")].observedGeneration}``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest.environment import OperatorPod, process_tree
+
+__all__ = ["Change", "Convergence", "Sampler", "histogram_quantile", "jsonpath", "parse_metrics", "percentile"]
+
+_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_\-]+)\s*==\s*[\"']?([^\"'\)]*)[\"']?\)\]")
+_CLK_TCK = 100.0
+
+
+def jsonpath(obj: Any, expression: str) -> Any:
+    """Evaluate the lab's JSONPath subset; None when a step finds nothing."""
+    path = expression.strip().removeprefix("{").removesuffix("}").strip()
+    position = 0
+    current = obj
+    while position < len(path):
+        match = _TOKEN.match(path, position)
+        if match is None:
+            raise ValueError(f"unsupported JSONPath {expression!r} at {path[position:]!r}")
+        position = match.end()
+        field, index, filter_field, filter_value = match.groups()
+        if current is None:
+            return None
+        if field is not None:
+            current = current.get(field) if isinstance(current, dict) else None
+        elif index is not None:
+            current = current[int(index)] if isinstance(current, list) and int(index) < len(current) else None
+        else:
+            items = current if isinstance(current, list) else []
+            current = next((item for item in items if isinstance(item, dict)
+                            and str(item.get(filter_field)) == filter_value), None)
+    return current
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+@dataclass
+class Change:
+    key: str
+    generation: int
+    at: float
+    kind: str  # create | update
+    converged_at: float | None = None
+    deleted: bool = False  # the object was deleted before this change converged
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.converged_at is None else max(0.0, self.converged_at - self.at)
+
+
+class Convergence:
+    """Resolves changes to convergence times from watch events (thread-safe)."""
+
+    def __init__(self, jsonpath_expr: str, converged_value: str | None = None) -> None:
+        self.expr, self.value = jsonpath_expr, converged_value
+        self.changes: list[Change] = []
+        self._pending: dict[str, list[Change]] = defaultdict(list)
+        self._converged: dict[str, tuple[int, float]] = {}
+        self.finals: dict[str, tuple[int, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def converged_generation(self, obj: dict[str, Any]) -> int | None:
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        found = jsonpath(obj, self.expr)
+        if self.value is not None:
+            return generation if found is not None and str(found) == self.value else None
+        try:
+            return int(found) if found is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    def changed(self, key: str, generation: int, kind: str, at: float | None = None) -> None:
+        change = Change(key, generation, at if at is not None else time.time(), kind)
+        with self._lock:
+            self.changes.append(change)
+            seen = self._converged.get(key)
+            if seen and seen[0] >= generation:
+                change.converged_at = seen[1]
+            else:
+                self._pending[key].append(change)
+
+    def observed(self, key: str, obj: dict[str, Any] | None) -> None:
+        now = time.time()
+        with self._lock:
+            if obj is None:
+                self.finals.pop(key, None)
+                self._converged.pop(key, None)
+                for change in self._pending.pop(key, []):
+                    change.deleted = True
+                return
+            converged = self.converged_generation(obj)
+            self.finals[key] = (int(obj["metadata"].get("generation") or 0), converged)
+            if converged is None:
+                return
+            previous = self._converged.get(key)
+            if previous is None or converged > previous[0]:
+                self._converged[key] = (converged, now)
+            pending = self._pending.get(key, [])
+            for change in [c for c in pending if c.generation <= converged]:
+                change.converged_at = now
+                pending.remove(change)
+
+    def outstanding(self, ignore: set[str] = frozenset()) -> int:  # type: ignore[assignment]
+        with self._lock:
+            return sum(len(v) for k, v in self._pending.items() if k not in ignore)
+
+    def converged_count(self) -> int:
+        with self._lock:
+            return sum(1 for change in self.changes if change.converged_at is not None)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, str], float]:
+    samples: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            name, _, labels = head.partition("{")
+            try:
+                samples[(name, labels.rstrip("}"))] = float(value)
+            except ValueError:
+                continue
+    return samples
+
+
+def _sum(samples: dict[tuple[str, str], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def _buckets(samples: dict[tuple[str, str], float], name: str) -> dict[float, float]:
+    found: dict[float, float] = defaultdict(float)
+    for (n, labels), value in samples.items():
+        if n == f"{name}_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                found[float(le.group(1))] += value
+    return dict(found)
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The q-quantile of the observations between two cumulative bucket snapshots (upper bound of the
+    bucket it falls in, as Prometheus does without interpolation past the last finite bound)."""
+    bounds = sorted(after)
+    deltas = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not deltas or deltas[-1] <= 0:
+        return None
+    target = q * deltas[-1]
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in zip(bounds, deltas, strict=True):
+        if count >= target:
+            if bound == float("inf"):
+                return previous_bound
+            span = count - previous_count
+            fraction = (target - previous_count) / span if span > 0 else 1.0
+            return previous_bound + (bound - previous_bound) * fraction
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def _proc_stats(pid: int) -> tuple[float, float] | None:
+    """(CPU seconds, RSS MiB) of one process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK, rss_pages * 4096 / 2**20
+
+
+class Sampler(threading.Thread):
+    """Polls pods, their processes and Redis every ``interval`` seconds into ``series`` (one dict per tick)."""
+
+    def __init__(self, pods: list[OperatorPod], redis_client: Any, interval: float = 1.0) -> None:
+        super().__init__(name="sampler", daemon=True)
+        self.pods, self.redis, self.interval = pods, redis_client, interval
+        self.series: list[dict[str, Any]] = []
+        self.cpu_by_pid: dict[int, float] = {}
+        self.rss_peak_by_role: dict[str, float] = defaultdict(float)
+        self._stop_event = threading.Event()
+        self._last: dict[str, Any] = {}
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.series.append(self.sample())
+            except Exception as exc:  # a sample lost to a fault is a gap in the series, not a failed run
+                self.series.append({"t": time.time(), "error": str(exc)})
+
+    def scrape(self) -> dict[tuple[str, str], float]:
+        merged: dict[tuple[str, str], float] = defaultdict(float)
+        for pod in list(self.pods):
+            if pod.metrics_port is None or pod.pid is None:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{pod.metrics_port}/metrics", timeout=2) as r:
+                    for key, value in parse_metrics(r.read().decode()).items():
+                        merged[key] += value
+            except OSError:
+                continue
+        return dict(merged)
+
+    def sample(self) -> dict[str, Any]:
+        now = time.time()
+        metrics = self.scrape()
+        point: dict[str, Any] = {"t": now}
+        point["queue_depth"] = _sum(metrics, "workqueue_depth")
+        point["reconciles_total"] = _sum(metrics, "controller_runtime_reconcile_total")
+        point["reconcile_errors_total"] = _sum(metrics, "controller_runtime_reconcile_errors_total")
+        queue_buckets = _buckets(metrics, "workqueue_queue_duration_seconds")
+        work_buckets = _buckets(metrics, "controller_runtime_reconcile_time_seconds")
+        last = self._last
+        point["queue_latency_p99_s"] = histogram_quantile(last.get("queue", {}), queue_buckets, 0.99)
+        point["reconcile_time_p99_s"] = histogram_quantile(last.get("work", {}), work_buckets, 0.99)
+        if "t" in last and now > last["t"]:
+            point["reconciles_per_s"] = max(0.0, point["reconciles_total"] - last["reconciles"]) / (now - last["t"])
+        self._last = {"t": now, "queue": queue_buckets, "work": work_buckets, "reconciles": point["reconciles_total"]}
+        point["queue_buckets"] = queue_buckets
+        rss: dict[str, float] = {}
+        for pod in list(self.pods):
+            if pod.pid is None:
+                continue
+            for pid in process_tree(pod.pid):
+                stats = _proc_stats(pid)
+                if stats is None:
+                    continue
+                self.cpu_by_pid[pid] = stats[0]
+                role = f"{pod.name}/{'manager' if pid == pod.pid else 'worker'}"
+                rss[f"{role}/{pid}"] = round(stats[1], 1)
+                self.rss_peak_by_role[role] = max(self.rss_peak_by_role[role], stats[1])
+        point["rss_mb"] = rss
+        point["rss_total_mb"] = round(sum(rss.values()), 1)
+        point["cpu_s_total"] = round(sum(self.cpu_by_pid.values()), 2)
+        try:
+            info = self.redis.info()
+            point["redis_used_memory_mb"] = round(info["used_memory"] / 2**20, 2)
+            point["redis_ops_per_s"] = info["instantaneous_ops_per_sec"]
+            point["redis_commands_total"] = info["total_commands_processed"]
+        except Exception:
+            pass
+        return point
