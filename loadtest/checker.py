@@ -12,10 +12,12 @@ read its verdict. It needs no cluster, so its own tests feed it hand-made record
   ``metadata.generation`` (keys expected to fail, such as invalid objects, are left out).
 - **I3 collapse**: reconciles that saw an object (``ok``/``noop``) per change made; below 1 means
   changes to a waiting key were collapsed.
-- **I4 retries**: for every key with failing reconciles, the gaps between one failure's end and the
-  next retry's start. A gap shorter than half the one before (less 20 ms of scheduling noise) means the
-  backoff shrank: a violation. Gaps after a time in ``resets`` (e.g. Redis lost its data, and with it
-  the failure counts) start a new series.
+- **I4 retries**: after a key's n-th failure in a row (``error`` or ``conflict``), the next reconcile must
+  start no sooner than half its exponential backoff, ``base * 2**(n-1)`` capped (client-go's 5 ms and
+  1000 s by default): the recorded end comes before the requeue, so a shorter gap means the backoff
+  was skipped (a hot loop). The global token bucket only lengthens gaps, so gaps need not grow
+  monotonically. A gap that overlaps a window in ``resets`` (a fault: a new leader relists and re-adds
+  every key; Redis lost the failure counts) starts a new series, as does any success.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ __all__ = ["Final", "Verdict", "check"]
 
 FENCED_OUTCOMES = ("conflict", "error")
 SEEN_OUTCOMES = ("ok", "noop")
-GAP_NOISE_S = 0.02
+FAILED_OUTCOMES = ("conflict", "error")
+BACKOFF_SLACK = 0.5
 
 
 @dataclass(frozen=True)
@@ -105,34 +108,42 @@ def _lost(finals: Mapping[str, Final], expected_failing: set[str], verdict: Verd
             verdict.lost.append({"key": key, "generation": final.generation, "converged": final.converged})
 
 
-def _retries(spans: list[Span], resets: list[float], verdict: Verdict) -> None:
-    failing: dict[str, list[Span]] = defaultdict(list)
+def _retries(spans: list[Span], resets: list[tuple[float, float]], verdict: Verdict, base: float,
+             cap: float) -> None:
+    by_key: dict[str, list[Span]] = defaultdict(list)
     for span in spans:
-        if span.outcome == "error" and span.end is not None:
-            failing[span.key].append(span)
-    verdict.failing_keys = len(failing)
+        if span.end is not None and span.outcome is not None:
+            by_key[span.key].append(span)
     gaps_seen: list[float] = []
-    for key, mine in failing.items():
+    for key, mine in by_key.items():
         mine.sort(key=lambda s: s.start)
-        previous_gap: float | None = None
+        failures = 0
+        if any(s.outcome == "error" for s in mine):
+            verdict.failing_keys += 1
         for before, after in pairwise(mine):
             assert before.end is not None
+            if before.outcome not in FAILED_OUTCOMES:
+                failures = 0
+                continue
+            failures += 1
             gap = after.start - before.end
+            if gap < 0:
+                continue  # concurrent, not a retry: I1's business
+            if any(start <= after.start and before.end <= end for start, end in resets):
+                failures = 0  # a fault re-added the key or reset its failure count: a new series
+                continue
             verdict.retries += 1
             gaps_seen.append(gap)
-            if any(before.end <= reset <= after.start for reset in resets):
-                previous_gap = None
-                continue
-            if previous_gap is not None and gap < previous_gap / 2 - GAP_NOISE_S:
-                verdict.backoff_violations.append({"key": key, "gap_s": round(gap, 4),
-                                                   "previous_gap_s": round(previous_gap, 4),
-                                                   "at": round(after.start, 4)})
-            previous_gap = gap
+            floor = BACKOFF_SLACK * min(base * 2 ** (failures - 1), cap)
+            if gap < floor:
+                verdict.backoff_violations.append({"key": key, "failures": failures, "gap_s": round(gap, 4),
+                                                   "floor_s": round(floor, 4), "at": round(after.start, 4)})
     verdict.min_retry_gap_s = round(min(gaps_seen), 4) if gaps_seen else None
 
 
 def check(spans: Iterable[Span], finals: Mapping[str, Final], *, changes: int | None = None,
-          expected_failing: Iterable[str] = (), resets: Iterable[float] = ()) -> Verdict:
+          expected_failing: Iterable[str] = (), resets: Iterable[tuple[float, float]] = (),
+          backoff_base: float = 0.005, backoff_cap: float = 1000.0) -> Verdict:
     """Judge one run. ``finals`` holds every object that exists at the end (by ``namespace/name``);
     ``changes`` is how many creates and spec updates the load generator made (None: unknown)."""
     spans = list(spans)
@@ -144,5 +155,5 @@ def check(spans: Iterable[Span], finals: Mapping[str, Final], *, changes: int | 
     if changes:
         verdict.changes = changes
         verdict.collapse_ratio = round(verdict.reconciles / changes, 3)
-    _retries(spans, sorted(resets), verdict)
+    _retries(spans, sorted(resets), verdict, backoff_base, backoff_cap)
     return verdict

@@ -2,10 +2,11 @@
 
 Where it sits: ``loadtest.runner`` parses ``--fault NAME[:ARG]`` into :class:`FaultSpec` and schedules
 them across the load phase; each injection appends a :class:`FaultEvent` (start, end, what) to the run.
-Recovery time, computed after the run by :func:`recovery_times`, is how long after the fault ended the
-last change made before it took to converge (``None``: some never did). For a fault with a duration
-(a pause, a toxic, a server down) "ended" is when it was removed; a SIGSTOP counts from the stop,
-because I5 wants the paused worker's keys handed out again without waiting for it.
+Recovery time, computed after the run by :func:`recovery_times`: from the fault's end until every change
+made before it, or in the 5 s after it, has converged (``None``: some never did); "ended" is when the
+fault was removed (a SIGSTOP counts from the stop: I5 wants the paused worker's keys handed out again
+without waiting for it). ``worst_latency_s`` is the longest change -> status latency of the changes made
+from 1 s before the fault until 5 s after it.
 
 Names (ARG in brackets, defaults shown):
   kill-worker[:10]      SIGKILL a random worker process every ARG seconds
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["FAULTS", "FaultEvent", "FaultSpec", "parse_fault", "recovery_times"]
 
 TOXIPROXY_FAULTS = ("api-latency", "redis-latency", "api-reset", "redis-reset", "api-down", "redis-down")
+AFFECTED_AFTER_S = 5.0
 THROTTLE_FLAGS = ["--max-requests-inflight=3", "--max-mutating-requests-inflight=2"]
 
 
@@ -189,11 +191,15 @@ def parse_fault(text: str) -> FaultSpec:
 
 
 def recovery_times(events: list[FaultEvent], changes: list[Change], ignore: set[str]) -> None:
-    """Fill in ``recovery_s`` of each event from the changes' convergence times."""
+    """Fill in ``recovery_s`` and ``worst_latency_s`` of each event from the changes' convergence times."""
     for event in events:
-        before = [c for c in changes if c.at <= event.end and not c.deleted and c.key not in ignore]
-        if any(c.converged_at is None for c in before):
+        horizon = event.end + AFFECTED_AFTER_S
+        affected = [c for c in changes if c.at <= horizon and not c.deleted and c.key not in ignore]
+        during = [c for c in affected if c.at >= event.start - 1.0]
+        event.extra["worst_latency_s"] = (round(max(c.latency for c in during if c.latency is not None), 2)
+                                          if any(c.latency is not None for c in during) else None)
+        if any(c.converged_at is None for c in affected):
             event.recovery_s = None
             continue
-        last = max((c.converged_at for c in before if c.converged_at is not None), default=event.end)
+        last = max((c.converged_at for c in affected if c.converged_at is not None), default=event.end)
         event.recovery_s = round(max(0.0, last - event.end), 2)

@@ -126,9 +126,10 @@ def markdown(results: dict[str, Any], plots: list[str], gates: list[dict[str, An
         lines.append("- I1, I3, I4: not recorded (black-box operator)")
     lines.append(f"- I2 lost updates: {len(chk['lost'])}")
     if results.get("faults"):
-        lines += ["", "## Faults", "", "| at (s) | fault | what | recovery (s) |", "|---|---|---|---|"]
-        lines += [f"| {f['offset_s']} | {f['name']} | {f['detail']} | {_fmt(f['recovery_s'])} |"
-                  for f in results["faults"]]
+        lines += ["", "## Faults", "", "| at (s) | fault | what | recovery (s) | worst change latency (s) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {f['offset_s']} | {f['name']} | {f['detail']} | {_fmt(f['recovery_s'])} | "
+                  f"{_fmt(f['extra'].get('worst_latency_s'))} |" for f in results["faults"]]
     steps = results.get("figures", {}).get("steps")
     if steps:
         lines += ["", "## Stress steps", "", "| rate/s | achieved/s | queue p99 (s) | change p99 (s) |",

@@ -67,7 +67,10 @@ class Toxiproxy:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             raw = response.read()
-        return json.loads(raw) if raw.strip() else None
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except json.JSONDecodeError:  # /version answers plain text
+            return raw.decode()
 
     def create(self, name: str, upstream: str) -> str:
         listen = f"127.0.0.1:{free_port()}"
