@@ -131,6 +131,7 @@ class Lab:
         self.options = options
         self.stack = ExitStack()
         self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="loadtest-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.plane: ControlPlane | None = None
         self.redis: RedisServer | None = None
         self.toxiproxy: Toxiproxy | None = None

@@ -174,9 +174,10 @@ class Run:
             if self.lab.plane is not None:
                 text = self.lab.plane.get_raw("/metrics").decode()
             else:
-                response = self.api.call_api("/metrics", "GET", auth_settings=["BearerToken"],
-                                             _preload_content=False, _return_http_data_only=True)
-                text = response.data.decode()
+                headers: dict[str, str] = {}
+                self.api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)
+                response = self.api.call_api("GET", self.api.configuration.host + "/metrics", header_params=headers)
+                text = response.read().decode()
         except Exception:
             return {}
         counts: dict[str, float] = {}
