@@ -198,14 +198,15 @@ class Lab:
         return OperatorPod(f"{prefix}-{index}", argv, env, port, self.workdir / f"{prefix}-{index}.log")
 
     def blackbox_pod(self, index: int, command: str, *, namespace: str, metrics_port: int | None) -> OperatorPod:
-        """Any operator, started by a shell command; placeholders: {kubeconfig} {redis_url} {namespace}
-        {pod} {metrics_port} (also in the environment as KUBECONFIG, REDIS_URL, LOADTEST_NAMESPACE, ...)."""
+        """Any operator, started by a shell command (``exec``-ed, so the pod's process is the operator);
+        placeholders: {kubeconfig} {redis_url} {namespace} {pod} {metrics_port} (also in the environment
+        as KUBECONFIG, REDIS_URL, LOADTEST_NAMESPACE, POD_NAME, LOADTEST_METRICS_PORT)."""
         port = metrics_port or free_port()
         values = {"kubeconfig": self.operator_kubeconfig, "redis_url": self.operator_redis_url,
                   "namespace": namespace, "pod": f"lab-{index}", "metrics_port": str(port)}
         env = {**os.environ, "KUBECONFIG": self.operator_kubeconfig, "REDIS_URL": self.operator_redis_url,
                "LOADTEST_NAMESPACE": namespace, "POD_NAME": values["pod"], "LOADTEST_METRICS_PORT": str(port)}
-        formatted = command.format(**{k: shlex.quote(v) for k, v in values.items()})
+        formatted = "exec " + command.format(**{k: shlex.quote(v) for k, v in values.items()})
         return OperatorPod(values["pod"], [formatted], env, port if "{metrics_port}" in command else None,
                            self.workdir / f"lab-{index}.log", shell=True)
 

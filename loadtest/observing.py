@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,9 +196,14 @@ def _proc_stats(pid: int) -> tuple[float, float] | None:
 class Sampler(threading.Thread):
     """Polls pods, their processes and Redis every ``interval`` seconds into ``series`` (one dict per tick)."""
 
-    def __init__(self, pods: list[OperatorPod], redis_client: Any, interval: float = 1.0) -> None:
+    def __init__(self, pods: list[OperatorPod], redis_client: Any, interval: float = 1.0,
+                 apiserver: Callable[[], dict[str, float]] | None = None, apiserver_every: int = 5) -> None:
         super().__init__(name="sampler", daemon=True)
         self.pods, self.redis, self.interval = pods, redis_client, interval
+        self.apiserver, self.apiserver_every = apiserver, apiserver_every
+        self.apiserver_requests: dict[str, float] = defaultdict(float)
+        self._apiserver_last: dict[str, float] | None = None
+        self._ticks = 0
         self.series: list[dict[str, Any]] = []
         self.cpu_by_pid: dict[int, float] = {}
         self.rss_peak_by_role: dict[str, float] = defaultdict(float)
@@ -212,8 +218,24 @@ class Sampler(threading.Thread):
         while not self._stop_event.wait(self.interval):
             try:
                 self.series.append(self.sample())
+                self._ticks += 1
+                if self._ticks % self.apiserver_every == 0:
+                    self.count_apiserver_requests()
             except Exception as exc:  # a sample lost to a fault is a gap in the series, not a failed run
                 self.series.append({"t": time.time(), "error": str(exc)})
+
+    def count_apiserver_requests(self) -> None:
+        """Add the API server's request counters since the last call (a restarted server starts at 0)."""
+        if self.apiserver is None:
+            return
+        now = self.apiserver()
+        if not now:
+            return
+        last = self._apiserver_last
+        for verb, value in now.items():
+            before = (last or {}).get(verb, 0.0) if last is not None else value
+            self.apiserver_requests[verb] += value if value < before else value - before
+        self._apiserver_last = now
 
     def scrape(self) -> dict[tuple[str, str], float]:
         merged: dict[tuple[str, str], float] = defaultdict(float)

@@ -126,8 +126,8 @@ class Run:
         self.driver = Driver(self.client, self.resource, self.namespace, self.convergence, manifest)
         self.redis_client = redis.Redis.from_url(self.lab.redis_url, socket_timeout=5)
         self.start_pods(o.pods, o.workers)
-        self.sampler = Sampler(self.pods, self.redis_client)
-        self.apiserver_before = self.apiserver_requests()
+        self.sampler = Sampler(self.pods, self.redis_client, apiserver=self.apiserver_requests)
+        self.sampler.count_apiserver_requests()
         self.sampler.start()
 
     def start_pods(self, count: int, workers: int, prefix: str = "lab") -> None:
@@ -265,7 +265,7 @@ class Run:
 
     def results(self, finals: dict[str, Final], extra: dict[str, Any]) -> dict[str, Any]:
         self.sampler.stop()
-        after = self.apiserver_requests()
+        self.sampler.count_apiserver_requests()
         o = self.options
         changes = [c for c in self.convergence.changes if c.key not in self.driver.invalid]
         latencies = [c.latency for c in changes if c.latency is not None]
@@ -281,7 +281,7 @@ class Run:
         from loadtest.observing import histogram_quantile
 
         reconciles = last.get("reconciles_total", 0.0)
-        server = {verb: after.get(verb, 0.0) - self.apiserver_before.get(verb, 0.0) for verb in after}
+        server = dict(self.sampler.apiserver_requests)
         driver_verbs = {"POST": self.driver.requests["create"], "PATCH": self.driver.requests["update"],
                         "DELETE": self.driver.requests["delete"], "LIST": self.driver.requests["list"]}
         operator_side = {verb: max(0.0, n - driver_verbs.get(verb, 0)) for verb, n in server.items()}
