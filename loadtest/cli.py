@@ -9,6 +9,7 @@ Where it sits: the entry point. It builds a :class:`~loadtest.runner.Run`, runs 
     python -m loadtest burst --objects 1000 --workers 2
     python -m loadtest stress --objects 200 --rate 20 --duration 10
     python -m loadtest scale --objects 300
+    python -m loadtest suite                    # a short run of every scenario and fault (make loadtest)
     python -m loadtest steady --operator-cmd "my-operator --kubeconfig {kubeconfig}" --crd my-crd.yaml \\
         --converged-jsonpath '{.status.observedGeneration}'
 """
@@ -26,7 +27,7 @@ from loadtest import faults as fault_module
 from loadtest.faults import parse_fault
 from loadtest.report import write_report
 from loadtest.runner import Run, RunOptions
-from loadtest.scenarios import SCENARIOS
+from loadtest.scenarios import SCENARIOS, stress
 from loadtest.slo import evaluate, load_slo
 
 __all__ = ["main"]
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slo", type=Path, default=None, help="SLO gates YAML (default loadtest/slo.yaml)")
     parser.add_argument("--out", type=Path, default=Path("loadtest/results"), help="results folder")
     parser.add_argument("--timeout", type=float, default=180.0, help="longest wait for convergence (s)")
+    parser.add_argument("--max-steps", type=int, default=12, help="stress: most rate steps")
     parser.add_argument("--no-progress", action="store_true", help="no live display")
     return parser
 
@@ -92,7 +94,7 @@ def scale(run: Run, options: RunOptions) -> dict[str, Any]:
     configs = [(1, w) for w in (1, 2, 4)] + [(r, options.workers) for r in (2, 3)]
     for index, (pods, workers) in enumerate(configs):
         run.stop_pods()
-        run.redis_client.flushall()
+        run.redis_client.flushdb()
         run.start_pods(pods, workers, prefix=f"s{index}")
         run.set_phase(f"scale R{pods}xW{workers}")
         names = [f"s{index}-{i:05d}" for i in range(options.objects)]
@@ -110,6 +112,11 @@ def scale(run: Run, options: RunOptions) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["suite"]:
+        from loadtest.suite import main as suite
+
+        return suite(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         faults = [parse_fault(text) for text in args.fault]
@@ -130,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         progress = Progress(run, live=not args.no_progress and sys.stderr.isatty())
         progress.start()
         try:
-            figures = scale(run, options) if args.scenario == "scale" else SCENARIOS[args.scenario](run)
+            if args.scenario == "scale":
+                figures = scale(run, options)
+            elif args.scenario == "stress":
+                figures = stress(run, max_steps=args.max_steps)
+            else:
+                figures = SCENARIOS[args.scenario](run)
         finally:
             progress.done.set()
             progress.join(2)

@@ -2,11 +2,11 @@
 
 Where it sits: ``loadtest.runner`` parses ``--fault NAME[:ARG]`` into :class:`FaultSpec` and schedules
 them across the load phase; each injection appends a :class:`FaultEvent` (start, end, what) to the run.
-Recovery time, computed after the run by :func:`recovery_times`: from the fault's end until every change
-made before it, or in the 5 s after it, has converged (``None``: some never did); "ended" is when the
-fault was removed (a SIGSTOP counts from the stop: I5 wants the paused worker's keys handed out again
-without waiting for it). ``worst_latency_s`` is the longest change -> status latency of the changes made
-from 1 s before the fault until 5 s after it.
+Recovery time, computed after the run by :func:`recovery_times`: the longest any change made before the
+fault ended, or in the 5 s after, waited past the fault's end (or past its own making, if later) to
+converge (``None``: some never did). "Ended" is when the fault was removed (a SIGSTOP counts from the
+stop: I5 wants the paused worker's keys handed out again without waiting for it). ``worst_latency_s`` is
+the longest change -> status latency of the changes made from 1 s before the fault until 5 s after it.
 
 Names (ARG in brackets, defaults shown):
   kill-worker[:10]      SIGKILL a random worker process every ARG seconds
@@ -201,5 +201,5 @@ def recovery_times(events: list[FaultEvent], changes: list[Change], ignore: set[
         if any(c.converged_at is None for c in affected):
             event.recovery_s = None
             continue
-        last = max((c.converged_at for c in affected if c.converged_at is not None), default=event.end)
-        event.recovery_s = round(max(0.0, last - event.end), 2)
+        waits = [c.converged_at - max(c.at, event.end) for c in affected if c.converged_at is not None]
+        event.recovery_s = round(max([0.0, *waits]), 2)

@@ -273,7 +273,8 @@ class Run:
         recorded = not o.operator_cmd
         verdict = check(spans(read_records(self.record_sink)) if recorded else [], finals,
                         changes=len(changes), expected_failing=invalid,
-                        resets=[(e.start - RESET_MARGIN_S, e.end + RESET_MARGIN_S) for e in self.events])
+                        resets=[(e.start - RESET_MARGIN_S, e.end + RESET_MARGIN_S) for e in self.events
+                                if e.name not in ("invalid-burst", "throttle")])
         recovery_times(self.events, self.convergence.changes, invalid)
         series = self.sampler.series
         last = next((p for p in reversed(series) if "reconciles_total" in p), {})
