@@ -26,7 +26,8 @@ from typing import Any
 
 from loadtest.environment import OperatorPod, process_tree
 
-__all__ = ["Change", "Convergence", "Sampler", "histogram_quantile", "jsonpath", "parse_metrics", "percentile"]
+__all__ = ["Change", "Convergence", "Sampler", "buckets", "histogram_quantile", "jsonpath", "parse_metrics",
+           "percentile"]
 
 _TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_\-]+)\s*==\s*[\"']?([^\"'\)]*)[\"']?\)\]")
 _CLK_TCK = 100.0
@@ -153,7 +154,7 @@ def _sum(samples: dict[tuple[str, str], float], name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
 
-def _buckets(samples: dict[tuple[str, str], float], name: str) -> dict[float, float]:
+def buckets(samples: dict[tuple[str, str], float], name: str) -> dict[float, float]:
     found: dict[float, float] = defaultdict(float)
     for (n, labels), value in samples.items():
         if n == f"{name}_bucket":
@@ -257,8 +258,8 @@ class Sampler(threading.Thread):
         point["queue_depth"] = _sum(metrics, "workqueue_depth")
         point["reconciles_total"] = _sum(metrics, "controller_runtime_reconcile_total")
         point["reconcile_errors_total"] = _sum(metrics, "controller_runtime_reconcile_errors_total")
-        queue_buckets = _buckets(metrics, "workqueue_queue_duration_seconds")
-        work_buckets = _buckets(metrics, "controller_runtime_reconcile_time_seconds")
+        queue_buckets = buckets(metrics, "workqueue_queue_duration_seconds")
+        work_buckets = buckets(metrics, "controller_runtime_reconcile_time_seconds")
         last = self._last
         point["queue_latency_p99_s"] = histogram_quantile(last.get("queue", {}), queue_buckets, 0.99)
         point["reconcile_time_p99_s"] = histogram_quantile(last.get("work", {}), work_buckets, 0.99)

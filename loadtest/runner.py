@@ -24,7 +24,7 @@ from loadtest.checker import Final, check
 from loadtest.environment import Lab, LabOptions, OperatorPod
 from loadtest.faults import FAULTS, THROTTLE_FLAGS, TOXIPROXY_FAULTS, FaultEvent, FaultSpec, recovery_times
 from loadtest.load import Driver
-from loadtest.observing import Convergence, Sampler, parse_metrics, percentile
+from loadtest.observing import Convergence, Sampler, histogram_quantile, parse_metrics, percentile
 from loadtest.recorder import read_records, spans
 from shard_operator.client import Client, install_crd
 from shard_operator.kube import load_api_client
@@ -277,9 +277,8 @@ class Run:
                                 if e.name not in ("invalid-burst", "throttle")])
         recovery_times(self.events, self.convergence.changes, invalid)
         series = self.sampler.series
-        last = next((p for p in reversed(series) if "reconciles_total" in p), {})
-        first_buckets = next((p["queue_buckets"] for p in series if "queue_buckets" in p), {})
-        from loadtest.observing import histogram_quantile
+        last: dict[str, Any] = next((p for p in reversed(series) if "reconciles_total" in p), {})
+        first_buckets: dict[float, float] = next((p["queue_buckets"] for p in series if "queue_buckets" in p), {})
 
         reconciles = last.get("reconciles_total", 0.0)
         server = dict(self.sampler.apiserver_requests)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from loadtest.observing import histogram_quantile, percentile
+from loadtest.observing import buckets, histogram_quantile, percentile
 from loadtest.runner import Run
 
 __all__ = ["SCENARIOS"]
@@ -91,10 +91,8 @@ def stress(run: Run, queue_slo_s: float = 1.0, latency_slo_s: float = 5.0, facto
         run.wait_converged(latency_slo_s * 2)
         step_changes = [c for c in run.convergence.changes if started <= c.at <= started + elapsed + 1]
         latencies = [c.latency if c.latency is not None else float("inf") for c in step_changes if not c.deleted]
-        from loadtest.observing import _buckets
-
-        queue_p99 = histogram_quantile(_buckets(before, "workqueue_queue_duration_seconds"),
-                                       _buckets(after, "workqueue_queue_duration_seconds"), 0.99)
+        queue_p99 = histogram_quantile(buckets(before, "workqueue_queue_duration_seconds"),
+                                       buckets(after, "workqueue_queue_duration_seconds"), 0.99)
         latency_p99 = percentile(latencies, 0.99)
         step = {"rate": round(rate, 1), "achieved_changes_per_s": round(made / elapsed, 1),
                 "queue_latency_p99_s": None if queue_p99 is None else round(queue_p99, 3),
