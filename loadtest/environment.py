@@ -11,6 +11,7 @@ command, in its own process group, with a free metrics port: R pods = R separate
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -209,6 +210,35 @@ class Lab:
         formatted = "exec " + command.format(**{k: shlex.quote(v) for k, v in values.items()})
         return OperatorPod(values["pod"], [formatted], env, port if "{metrics_port}" in command else None,
                            self.workdir / f"lab-{index}.log", shell=True)
+
+    def use_service_account(self, client: Any) -> None:
+        """Make the operator a service account bound to cluster-admin instead of the admin in system:masters,
+        whom kube-apiserver exempts from its max-in-flight limits (so the throttle fault gets its 429s)."""
+        from shard_operator.source import Resource
+
+        sa, namespace = "loadtest-operator", "default"
+        bodies = [
+            (Resource("", "v1", "serviceaccounts"), f"/api/v1/namespaces/{namespace}/serviceaccounts",
+             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}),
+            (Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False),
+             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": sa},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+              "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}),
+        ]
+        for resource, path, body in bodies:
+            with contextlib.suppress(Exception):  # already there from an earlier run on this cluster
+                client.request("create", resource, path, body=body)
+        answer = client.request("create", Resource("", "v1", "serviceaccounts"),
+                                f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+                                body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                      "spec": {"expirationSeconds": 86400}})
+        config = yaml.safe_load(Path(self.operator_kubeconfig).read_text())
+        for user in config["users"]:
+            user["user"] = {"token": answer["status"]["token"]}
+        path = self.workdir / "kubeconfig-service-account"
+        path.write_text(yaml.safe_dump(config))
+        self.operator_kubeconfig = str(path)
 
     def info(self) -> dict[str, Any]:
         return {"embedded_control_plane": self.plane is not None, "embedded_redis": self.redis is not None,

@@ -20,8 +20,8 @@ Names (ARG in brackets, defaults shown):
   redis-latency[:50]    toxiproxy: ARG ms on every answer of Redis, for 10 s
   api-reset / redis-reset   toxiproxy: reset connections (reset_peer) for 5 s
   api-down / redis-down     toxiproxy: refuse connections for 5 s
-  throttle              the API server runs with --max-requests-inflight=3 and
-                        --max-mutating-requests-inflight=2 for the whole run (429s under load)
+  throttle              the API server runs with --max-requests-inflight=1 and
+                        --max-mutating-requests-inflight=1 for the whole run (429s under load)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = ["FAULTS", "FaultEvent", "FaultSpec", "parse_fault", "recovery_times"]
 
 TOXIPROXY_FAULTS = ("api-latency", "redis-latency", "api-reset", "redis-reset", "api-down", "redis-down")
 AFFECTED_AFTER_S = 5.0
-THROTTLE_FLAGS = ["--max-requests-inflight=3", "--max-mutating-requests-inflight=2"]
+THROTTLE_FLAGS = ["--max-requests-inflight=1", "--max-mutating-requests-inflight=1"]
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,8 @@ class Run:
             self.resource, crd, manifest_kind = workload.RESOURCE, workload.CRD, workload.KIND
         install_crd(self.api, crd)
         self.client = Client(self.api, field_manager="loadtest")
+        if "throttle" in {f.name for f in o.faults}:
+            self.lab.use_service_account(self.client)
         self.namespace = f"lt-{uuid.uuid4().hex[:6]}"
         self.client.request("create", Resource("", "v1", "namespaces"), "/api/v1/namespaces",
                             body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
@@ -169,7 +171,7 @@ class Run:
         return (lease.get("spec") or {}).get("holderIdentity")
 
     def apiserver_requests(self) -> dict[str, float]:
-        """apiserver_request_total for the run's resource, by verb (and subresource)."""
+        """apiserver_request_total for the run's resource, by verb (and subresource), and every 429 answered."""
         try:
             if self.lab.plane is not None:
                 text = self.lab.plane.get_raw("/metrics").decode()
@@ -182,6 +184,8 @@ class Run:
             return {}
         counts: dict[str, float] = {}
         for (name, labels), value in parse_metrics(text).items():
+            if name == "apiserver_request_total" and 'code="429"' in labels:
+                counts["429 (any resource)"] = counts.get("429 (any resource)", 0.0) + value
             if name == "apiserver_request_total" and f'resource="{self.resource.plural}"' in labels:
                 verb = labels.split('verb="', 1)[1].split('"', 1)[0]
                 sub = labels.split('subresource="', 1)[1].split('"', 1)[0] if 'subresource="' in labels else ""
