@@ -226,9 +226,9 @@ class Lab:
               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}),
         ]
-        for resource, path, body in bodies:
+        for resource, url, body in bodies:
             with contextlib.suppress(Exception):  # already there from an earlier run on this cluster
-                client.request("create", resource, path, body=body)
+                client.request("create", resource, url, body=body)
         answer = client.request("create", Resource("", "v1", "serviceaccounts"),
                                 f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
                                 body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
