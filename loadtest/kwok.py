@@ -1,9 +1,10 @@
 """Fake nodes and pods with KWOK on the embedded control plane (the Kubemark role).
 
-Where it sits: beside the scenarios. KWOK's controller (built from its Go module by ``tools/kwok/build.sh``)
-watches Nodes annotated ``kwok.x-k8s.io/node: fake`` and the Pods bound to them and moves them through
-their lifecycle stages (Node Ready, Pod Running) without any kubelet. ``python -m loadtest.kwok``
-creates N fake nodes and M pods spread over them and reports how long until every node is Ready and
+Where it sits: beside the scenarios. KWOK's controller (built from its Go module by
+``tools/kwok/build.sh``, with the module's own "fast" stages in ``tools/kwok/bin/stages.yaml``) watches
+Nodes annotated ``kwok.x-k8s.io/node: fake`` and the Pods bound to them and moves them through their
+lifecycle stages (Node Ready, Pod Running) without any kubelet. ``python -m loadtest.kwok`` creates N
+fake nodes and M pods spread over them and reports how long until every node is Ready and
 every pod Running: the cluster a Pod-watching operator would be load-tested on.
 
     python -m loadtest.kwok --nodes 20 --pods 200
@@ -36,7 +37,7 @@ PODS = Resource("", "v1", "pods")
 
 def kwok_binary() -> Path:
     binary = TOOLS / "bin" / "kwok"
-    if not binary.exists():
+    if not binary.exists() or not (TOOLS / "bin" / "stages.yaml").exists():
         subprocess.run([str(TOOLS / "build.sh")], check=True)
     return binary
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="loadtest-kwok-"))
     with ControlPlane() as plane, load_api_client(str(plane.kubeconfig)) as api:
         kwok = ManagedProcess("kwok", [str(kwok_binary()), f"--kubeconfig={plane.kubeconfig}", "--manage-all-nodes",
+                                       f"--config={TOOLS / 'bin' / 'stages.yaml'}",
                                        "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"], workdir / "kwok.log")
         kwok.start()
         try:

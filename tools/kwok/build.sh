@@ -20,5 +20,11 @@ mkdir -p bin
 rm -f bin/.stamp
 CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o bin/kwok \
   sigs.k8s.io/kwok/cmd/kwok
+# KWOK's own "fast" stages (Node Ready at once; Pod Running, then deleted when asked), from the same module.
+stages=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+for f in "$stages"/node/fast/node-initialize.yaml "$stages"/node/heartbeat/node-heartbeat.yaml \
+         "$stages"/pod/fast/pod-ready.yaml "$stages"/pod/fast/pod-complete.yaml "$stages"/pod/fast/pod-delete.yaml; do
+  cat "$f"; echo "---"
+done > bin/stages.yaml
 echo "$stamp" > bin/.stamp
-echo "built tools/kwok/bin/kwok"
+echo "built tools/kwok/bin/kwok and bin/stages.yaml"
