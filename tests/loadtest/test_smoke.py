@@ -13,6 +13,8 @@ from shard_operator.testing import ControlPlane
 
 pytestmark = [pytest.mark.slow, pytest.mark.controlplane, pytest.mark.redis]
 
+pytest.importorskip("matplotlib", reason="the report's plots need the 'loadtest' extra: pip install -e '.[loadtest]'")
+
 # Latency on a shared 2-core test machine says little; the smoke run gates the invariants.
 LENIENT_SLO = "overlaps: 0\nlost: 0\nunconverged: 0\nbackoff_violations: 0\nrecovery_s: 60\n"
 
