@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loadtest.observing import Change
+    from loadtest.convergence import Change
     from loadtest.runner import Run
 
 __all__ = ["FAULTS", "FaultEvent", "FaultSpec", "parse_fault", "recovery_times"]

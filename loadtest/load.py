@@ -1,7 +1,7 @@
 """The load generator: creates, updates and deletes objects at a given rate, and logs every change.
 
 Where it sits: ``loadtest.runner`` calls it for each scenario phase; each create and spec update is
-handed to ``Convergence`` (``loadtest.observing``) with the generation the API server gave it, so its
+handed to ``Convergence`` (``loadtest.convergence``) with the generation the API server gave it, so its
 create/update -> status latency can be measured. Requests that fail because a fault is on (API server
 restarting, 429, connection reset) are retried with backoff until ``retry_for`` seconds have passed:
 the generator itself must survive every fault the lab injects.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from loadtest.observing import Convergence
+from loadtest.convergence import Convergence
 from shard_operator.client import Client
 from shard_operator.errors import ConflictError, NotFoundError, TooManyRequestsError
 from shard_operator.source import Resource

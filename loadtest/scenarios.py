@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from loadtest.observing import buckets, histogram_quantile, percentile
+from loadtest.convergence import percentile
 from loadtest.runner import Run
+from loadtest.sampling import buckets, histogram_quantile
 
 __all__ = ["SCENARIOS"]
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.convergence import Change, Convergence, jsonpath
 from loadtest.faults import FaultEvent, parse_fault, recovery_times
-from loadtest.observing import Change, Convergence, histogram_quantile, jsonpath
+from loadtest.sampling import histogram_quantile
 from loadtest.slo import evaluate, load_slo
 
 READY = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "conditions": [
