@@ -35,7 +35,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[0],
-                                     epilog=fault_module.__doc__.split("Names", 1)[1],
+                                     epilog="Faults, each a --fault" + fault_module.__doc__.split("Names", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=[*SCENARIOS, "scale"])
     parser.add_argument("--objects", type=int, default=100, help="objects to create (N)")
