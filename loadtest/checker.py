@@ -6,7 +6,8 @@ read its verdict. It needs no cluster, so its own tests feed it hand-made record
 
 - **I1 overlaps**: two reconciles of one key whose recorded intervals overlap. The recorded interval
   lies inside the claim (start is recorded after the claim is taken, end before ``done``), so an overlap
-  is real. One where either side's write was refused (``conflict``) or failed (``error``) is *fenced*:
+  is real. One where either side's write was refused (``conflict``), not sent because its claim was lost
+  (``fenced``) or failed (``error``) is *fenced*:
   the stale side had no effect; it is listed apart and is not a violation.
 - **I2 lost updates**: an object that exists at the end whose converged generation is not its final
   ``metadata.generation`` (keys expected to fail, such as invalid objects, are left out).
@@ -32,7 +33,7 @@ from loadtest.recorder import Span
 
 __all__ = ["Final", "Verdict", "check"]
 
-FENCED_OUTCOMES = ("conflict", "error")
+FENCED_OUTCOMES = ("conflict", "fenced", "error")
 SEEN_OUTCOMES = ("ok", "noop")
 FAILED_OUTCOMES = ("conflict", "error")
 BACKOFF_SLACK = 0.5

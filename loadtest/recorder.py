@@ -9,10 +9,11 @@ A reconcile writes two records, so that one cut short by SIGKILL still leaves it
     {"ev": "start", "id": "<pid>-<n>", "key": "ns/name", "pid": 123, "shard": "pod-0-1",
      "claim": "<token or null>", "t": 1700000000.123}
     {"ev": "end", "id": "<pid>-<n>", "key": "ns/name", "pid": 123, "generation": 4,
-     "outcome": "ok" | "noop" | "gone" | "conflict" | "error", "t": 1700000000.140}
+     "outcome": "ok" | "noop" | "gone" | "conflict" | "fenced" | "error", "t": 1700000000.140}
 
 ``outcome``: ``ok`` wrote the status, ``noop`` found it current, ``gone`` found no object, ``conflict``
-had its write refused (409: it read a stale object or was fenced), ``error`` raised anything else.
+had its write refused (409: it read a stale object), ``fenced`` did not write because its claim was
+lost, ``error`` raised anything else.
 
 Sinks: a JSON-lines file (``file:///path``; each record is one ``write`` on an ``O_APPEND`` descriptor,
 so processes never interleave) or a Redis list (``redis://host:port/db#run``: ``RPUSH loadtest:<run>:records``).
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 __all__ = ["ENV", "Recorder", "Span", "read_records", "redis_list_key", "spans"]
 
 ENV = "LOADTEST_RECORD"
-OUTCOMES = ("ok", "noop", "gone", "conflict", "error")
+OUTCOMES = ("ok", "noop", "gone", "conflict", "fenced", "error")
 
 
 def redis_list_key(run: str) -> str:
@@ -74,7 +75,8 @@ class Recorder:
         """Record that a reconcile of ``key`` starts now; returns its id for :meth:`end`."""
         with self._lock:
             rid = f"{os.getpid()}-{next(self._ids)}"
-        self._write({"ev": "start", "id": rid, "key": key, "pid": os.getpid(), "shard": shard, "claim": claim,
+        self._write({"ev": "start", "id": rid, "key": key, "pid": os.getpid(), "shard": shard,
+                     "claim": None if claim is None else str(claim),
                      "t": time.time()})
         return rid
 

@@ -7,7 +7,8 @@ Where it sits: the operator under test when no ``--operator-cmd`` is given. The 
 It reconciles ``LoadObjects`` (``loadobjects.loadtest.shard-operator.dev``): it reads the object from
 the shared cache, spends ``$LOADTEST_WORK_S`` seconds (default 0.005) as if doing work, and writes
 ``status.observedGeneration`` with optimistic concurrency. An object with ``spec.invalid: true`` fails
-every reconcile (the "burst of invalid objects" fault): its key must back off, not hot-loop (I4).
+every reconcile (the "burst of invalid objects" fault): its key must back off, not hot-loop (I4). A
+write refused because the worker's claim was lost (a fenced client) is recorded as ``fenced``.
 
 Written only against the public API (``Operator``, ``For``, ``Request``, ``Result``, ``ctx.get``,
 ``ctx.client.patch_status``, ``ctx.shard``), so it runs on any version of the library.
@@ -22,7 +23,7 @@ from typing import Any
 from loadtest.recorder import Recorder
 from shard_operator import For, Operator, Request, Resource, Result
 from shard_operator.client import open_crd
-from shard_operator.errors import ConflictError
+from shard_operator.errors import ClaimLostError, ConflictError
 
 GROUP, VERSION, PLURAL, KIND = "loadtest.shard-operator.dev", "v1", "loadobjects", "LoadObject"
 RESOURCE = Resource(GROUP, VERSION, PLURAL)
@@ -44,10 +45,22 @@ def recorder() -> Recorder | None:
     return _recorder[1]
 
 
+def claim_id(claim: Any) -> str | None:
+    """A printable identity of the context's claim, whatever the library version gives (None, a token, or
+    a claim object: then the monotonic time it was handed out or last renewed, as this worker saw it)."""
+    if claim is None or isinstance(claim, str):
+        return claim
+    for name in ("token", "owner"):
+        if isinstance(getattr(claim, name, None), str):
+            return str(getattr(claim, name))
+    confirmed = getattr(claim, "confirmed_at", None)
+    return f"confirmed@{confirmed:.3f}" if isinstance(confirmed, float) else type(claim).__name__
+
+
 def reconcile(request: Request, ctx: Any) -> Result | None:
     rec = recorder()
     key = f"{request.namespace}/{request.name}" if request.namespace else request.name
-    rid = rec.start(key, shard=getattr(ctx, "shard", None), claim=getattr(ctx, "claim", None)) if rec else ""
+    rid = rec.start(key, shard=getattr(ctx, "shard", None), claim=claim_id(getattr(ctx, "claim", None))) if rec else ""
     outcome, seen = "error", None
     try:
         obj = ctx.get(request)
@@ -65,6 +78,9 @@ def reconcile(request: Request, ctx: Any) -> Result | None:
             ctx.client.patch_status(RESOURCE, obj, {"observedGeneration": seen})
         except ConflictError:
             outcome = "conflict"
+            raise
+        except ClaimLostError:  # fenced: the claim was lost before the write, which was not sent
+            outcome = "fenced"
             raise
         outcome = "ok"
         return None

@@ -58,3 +58,20 @@ def test_records_go_to_a_redis_list_named_after_the_run(monkeypatch: pytest.Monk
     assert fakeredis.FakeRedis(server=server).llen(recording.redis_list_key("run7")) == 2
     [found] = spans(read_records("redis://127.0.0.1:6379/0#run7"))
     assert found.outcome == "error"
+
+
+def test_a_claim_object_is_recorded_by_a_printable_identity(tmp_path: Path) -> None:
+    from loadtest.workload import claim_id
+
+    class Claim:
+        def __init__(self) -> None:
+            self.key, self.confirmed_at = "ns/a", 12.5
+
+    assert claim_id(None) is None and claim_id("token-1") == "token-1"
+    assert claim_id(Claim()) == "confirmed@12.500"
+    sink = str(tmp_path / "records.jsonl")
+    rec = Recorder(sink)
+    rec.end(rec.start("ns/a", claim=claim_id(Claim())), "ns/a", outcome="fenced")
+    rec.close()
+    [found] = spans(read_records(sink))
+    assert found.claim == "confirmed@12.500" and found.outcome == "fenced"
