@@ -1,2 +1,2 @@
-"""Load, stress and fault-injection drivers for shard-operator; each module prints its figures and
-saves them as JSON under ``loadtest/results/``."""
+"""The load, stress and fault lab (``python -m loadtest``, see docs/loadtest.md) and the older drivers
+(``loadtest.queue``, ``loadtest.e2e``); results go under ``loadtest/results/``."""

@@ -1,0 +1,88 @@
+"""The lab's pure measurements: JSONPath convergence, histogram quantiles, recovery times, SLO gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtest.convergence import Change, Convergence, jsonpath
+from loadtest.faults import FaultEvent, parse_fault, recovery_times
+from loadtest.sampling import histogram_quantile
+from loadtest.slo import evaluate, load_slo
+
+READY = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "conditions": [
+    {"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True", "observedGeneration": 3}]}}
+
+
+def test_jsonpath_reads_fields_indexes_and_filters() -> None:
+    assert jsonpath(READY, "{.status.observedGeneration}") == 2
+    assert jsonpath(READY, "{.status.conditions[1].type}") == "Ready"
+    assert jsonpath(READY, '{.status.conditions[?(@.type=="Ready")].observedGeneration}') == 3
+    assert jsonpath(READY, "{.status.missing.deeper}") is None
+    with pytest.raises(ValueError, match="unsupported"):
+        jsonpath(READY, "{$..x}")
+
+
+def test_a_change_converges_when_the_watch_shows_its_generation_observed() -> None:
+    convergence = Convergence('{.status.conditions[?(@.type=="Ready")].observedGeneration}')
+    convergence.changed("ns/a", 3, "update", at=100.0)
+    convergence.observed("ns/a", {"metadata": {"generation": 3}, "status": {}})
+    assert convergence.outstanding() == 1
+    convergence.observed("ns/a", READY)
+    assert convergence.outstanding() == 0 and convergence.changes[0].converged_at is not None
+
+
+def test_a_change_to_an_object_deleted_before_it_converged_is_not_outstanding() -> None:
+    convergence = Convergence("{.status.observedGeneration}")
+    convergence.changed("ns/a", 1, "create", at=1.0)
+    convergence.observed("ns/a", None)
+    assert convergence.outstanding() == 0 and convergence.changes[0].deleted
+
+
+def test_a_fixed_converged_value_marks_the_current_generation_converged() -> None:
+    convergence = Convergence('{.status.conditions[?(@.type=="Ready")].status}', converged_value="True")
+    assert convergence.converged_generation(READY) == 3
+
+
+def test_histogram_quantile_interpolates_within_the_bucket_of_the_observations_between_two_snapshots() -> None:
+    before = {0.1: 10.0, 1.0: 10.0, float("inf"): 10.0}
+    after = {0.1: 10.0, 1.0: 110.0, float("inf"): 110.0}  # 100 new observations, all in (0.1, 1]
+    assert histogram_quantile(before, after, 0.5) == pytest.approx(0.55)
+    assert histogram_quantile(after, after, 0.99) is None
+
+
+def test_recovery_is_the_longest_wait_past_the_faults_end() -> None:
+    changes = [Change("ns/a", 1, 9.0, "update", converged_at=14.0),   # stuck through the fault
+               Change("ns/b", 1, 12.0, "update", converged_at=12.1),  # made after: waited 0.1 s
+               Change("ns/c", 1, 30.0, "update", converged_at=30.1)]  # long after: not affected
+    event = FaultEvent("kill-worker", 10.0, 10.0)
+    recovery_times([event], changes, ignore=set())
+    assert event.recovery_s == 4.0 and event.extra["worst_latency_s"] == 5.0
+
+
+def test_a_fault_after_which_a_change_never_converged_has_no_recovery_time() -> None:
+    event = FaultEvent("redis-lose-data", 10.0, 11.0)
+    recovery_times([event], [Change("ns/a", 1, 9.0, "update")], ignore=set())
+    assert event.recovery_s is None
+
+
+def test_slo_gates_break_on_an_overlap_and_on_an_unrecovered_fault(tmp_path: Path) -> None:
+    path = tmp_path / "slo.yaml"
+    path.write_text("overlaps: 0\nlatency_p99_s: 5\nrecovery_s: 30\nqueue_latency_p99_s: 1\n")
+    results = {"checker": {"recorded": True, "overlaps": [{"key": "ns/a"}], "lost": []},
+               "latency": {"p99_s": 1.5}, "queue": {"latency_p99_s": None},
+               "faults": [{"name": "kill-leader", "offset_s": 12.0, "recovery_s": None}]}
+    gates = {g["gate"]: g["status"] for g in evaluate(results, load_slo(path))}
+    assert gates == {"overlaps": "broken", "latency_p99_s": "ok", "recovery_s[kill-leader@12.0]": "broken",
+                     "queue_latency_p99_s": "unmeasured"}
+
+
+def test_an_unknown_slo_key_or_fault_name_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "slo.yaml"
+    path.write_text("overlap: 0\n")
+    with pytest.raises(ValueError, match="unknown SLO keys"):
+        load_slo(path)
+    with pytest.raises(ValueError, match="unknown fault"):
+        parse_fault("kill-everything")
+    assert parse_fault("kill-worker:7").arg == 7.0
