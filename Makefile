@@ -5,12 +5,13 @@ PYTEST_ARGS ?=
 
 LOCK   := requirements-test.lock
 
-.PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e clean
+.PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e loadtest clean
 
 help:
 	@echo "make run        set up, then run the example operator on the embedded control plane + Redis"
 	@echo "make test       set up, lint, type-check and run the whole test suite"
 	@echo "make test-fast  the unit tests only (no control plane, no redis-server)"
+	@echo "make loadtest   a short run of every load scenario and fault (about 5 minutes; reports in loadtest/results/)"
 	@echo "make lock       refresh $(LOCK) (exact versions with hashes) from pyproject.toml's ranges"
 	@echo "make bench-queue  the work-queue benchmark (figures in loadtest/results/)"
 	@echo "make bench-e2e    the end-to-end benchmark: 1,000 Widgets through the whole pipeline"
@@ -26,7 +27,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# PYTHONWARNINGS: setuptools' notice that an editable install sits beside a folder of the same name.
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 # kube-apiserver, etcd and kube-controller-manager from the Go module shipped in the package
@@ -38,7 +40,7 @@ controlplane:
 # and pin it with hashes. Commit the result; `make setup` and CI install exactly that.
 lock: venv
 	$(PY) -m pip install -q --disable-pip-version-check 'uv>=0.5'
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --generate-hashes --universal \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --extra loadtest --generate-hashes --universal \
 	  --python-version 3.11 --upgrade --quiet -o $(LOCK)
 
 lint: venv
@@ -81,3 +83,7 @@ bench-e2e: setup
 
 clean:
 	rm -rf $(VENV) tools/controlplane/bin .pytest_cache .mypy_cache .ruff_cache
+
+loadtest: setup
+	@tools/toxiproxy/build.sh
+	PYTHONPATH=. $(PY) -m loadtest suite
