@@ -57,7 +57,7 @@ class Condition:
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str = ""
-    last_transition_time: str = field(default="", metadata=openapi(format="date-time"))
+    last_transition_time: str | None = field(default=None, metadata=openapi(format="date-time"))
     observed_generation: int | None = None
 
 
