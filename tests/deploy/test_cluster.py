@@ -86,7 +86,7 @@ def test_every_object_of_the_overlay_passes_a_server_side_dry_run(admin: Client,
 
 def test_the_operator_pod_is_admitted_at_the_restricted_pod_security_level(admin: Client) -> None:
     name = f"restricted-{uuid.uuid4().hex[:8]}"
-    namespaces, pods = Resource("", "v1", "namespaces", namespaced=False), Resource("", "v1", "pods")
+    namespaces = Resource("", "v1", "namespaces", namespaced=False)
     admin.create(namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
     try:
