@@ -191,9 +191,16 @@ operator = Operator(name="websites", reconcile=reconcile, for_=_for_websites,
                           _for_websites.owns(SERVICES)])
 
 
-if __name__ == "__main__":  # python -m examples.website install
+SAMPLE = WEBSITES.object("hello", "default", replicas=2, pages=[
+    {"path": "/", "title": "Hello", "body": "A site served by nginx, kept by shard-operator.\n\n[About](/about)"},
+    {"path": "/about", "title": "About", "body": "Rendered in a background job, checked for broken links."}])
+
+if __name__ == "__main__":  # python -m examples.website install | sample
+    if sys.argv[1:] == ["sample"]:
+        print(json.dumps(SAMPLE, indent=2))  # kubectl apply -f - accepts JSON
+        sys.exit(0)
     if sys.argv[1:] != ["install"]:
-        sys.exit("usage: python -m examples.website install")
+        sys.exit("usage: python -m examples.website install | sample")
     from shard_operator.kube import load_api_client
 
     with load_api_client() as api:
