@@ -4,11 +4,6 @@ invalid site becomes Degraded without a retry loop)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +17,8 @@ from examples.website_content import Page, WebsiteSpec, render_site
 from shard_operator.client import Client, find_condition
 from shard_operator.errors import NotFoundError
 from shard_operator.manifests import SpecError, load, openapi, openapi_schema
-from shard_operator.testing.process import free_port
+from tests.deploy.operator_process import OperatorProcess
 from tests.waiting import eventually
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -80,44 +73,11 @@ def test_rendering_finds_broken_links_and_duplicate_paths_that_the_schema_cannot
 # -- end to end ---------------------------------------------------------------------------------------
 
 
-class Operator:
-    """``shard-operator run --app examples.website:operator`` as a subprocess in its own session."""
-
-    def __init__(self, kubeconfig: Path, redis_url: str, namespace: str, log: Path) -> None:
-        self.port = free_port()
-        options = {"APP": "examples.website:operator", "KUBECONFIG": str(kubeconfig), "REDIS_URL": redis_url,
-                   "NAMESPACE": namespace, "LEASE_NAMESPACE": namespace, "POD_NAME": "website-0",
-                   "WORKERS": "1", "JOB_WORKERS": "1", "QPS": "0", "METRICS_ADDRESS": f"127.0.0.1:{self.port}",
-                   "LEASE_DURATION": "3", "RENEW_DEADLINE": "2", "RETRY_PERIOD": "0.5", "DRAIN_TIMEOUT": "5"}
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **{f"SHARD_OPERATOR_{k}": v for k, v in options.items()}}
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "shard_operator.cli", "run"], env=env, cwd=ROOT,
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def reconciles(self) -> float:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("controller_runtime_reconcile_total{"))
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-
-
 @pytest.fixture
 def website_operator(control_plane: Any, redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Client]:
     with control_plane.api_client() as api:
         WEBSITES.install(api)
-        running = Operator(control_plane.kubeconfig, redis_url, namespace, tmp_path / "operator.log")
+        running = OperatorProcess(control_plane.kubeconfig, redis_url, namespace, tmp_path / "operator.log")
         try:
             yield Client(api, field_manager="website-tests")
         except BaseException:
