@@ -32,6 +32,8 @@ class WorkloadOptions:
     drain_timeout: int = 30
     redis_service: str = "redis"
     redis_secret: str = "redis-auth"
+    #: Watch only the pod's own namespace (a namespace-scoped operator) instead of every namespace.
+    own_namespace_only: bool = False
     requests: dict[str, str] = field(default_factory=lambda: {"cpu": "500m", "memory": "256Mi"})
     limits: dict[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "1Gi"})
 
@@ -55,6 +57,8 @@ def _env(options: WorkloadOptions) -> list[dict[str, Any]]:
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "SHARD_OPERATOR_LEASE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        *([{"name": "SHARD_OPERATOR_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+          if options.own_namespace_only else []),
         {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": options.redis_secret, "key": "password"}}},
         # The kubelet expands $(REDIS_PASSWORD) from the variable above; the password is hex, URL-safe.
         {"name": "SHARD_OPERATOR_REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{options.redis_service}:6379/0"},
