@@ -143,3 +143,22 @@ def test_the_lease_rules_are_limited_to_the_operators_lease_in_its_namespace():
     assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
                       "resourceNames": ["websites-leader"]}]
     assert [rule["verbs"] for rule in unnamed] == [["create"]]  # create cannot be limited by name
+
+
+def run_manifests(*argv: str) -> int:
+    import argparse
+
+    from shard_operator.manifests.cli import add_manifests_parser, cmd_manifests
+
+    parser = argparse.ArgumentParser()
+    add_manifests_parser(parser.add_subparsers(dest="command"))
+    return cmd_manifests(parser.parse_args(["manifests", "--app", APP, *argv]))
+
+
+def test_the_manifests_command_writes_the_base_and_check_fails_on_a_stale_file(tmp_path, capsys):
+    assert run_manifests("--out", str(BASE), "--monitoring-out", str(ROOT / "deploy" / "monitoring"), "--check") == 0
+    assert run_manifests("--out", str(tmp_path / "base")) == 0
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == sorted(p.name for p in BASE.iterdir())
+    (tmp_path / "base" / "rbac.yaml").write_text("# edited by hand\n")
+    assert run_manifests("--out", str(tmp_path / "base"), "--check") == 1
+    assert "rbac.yaml" in capsys.readouterr().err
