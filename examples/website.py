@@ -32,7 +32,7 @@ from typing import Any
 
 from examples.website_content import WEBSITES, WebsiteSpec, file_name, render_site
 from shard_operator import For, Operator, Request, Resource, Result
-from shard_operator.client import generation, set_condition, set_controller_reference
+from shard_operator.client import controller_reference, generation, set_condition, set_controller_reference
 from shard_operator.errors import NotFoundError
 from shard_operator.manifests import SpecError, load
 from shard_operator.worker.runner import Context
@@ -98,6 +98,11 @@ def desired_objects(website: dict[str, Any], spec: WebsiteSpec, files: dict[str,
     return objects
 
 
+class ObjectInTheWayError(Exception):
+    """An object with the name the Website needs exists and is not the Website's: it is never taken over.
+    The reconcile fails (and backs off) until someone removes or renames it."""
+
+
 def _apply(ctx: Context, resource: Resource, wanted: dict[str, Any]) -> dict[str, Any]:
     """Create ``wanted``, or patch the cached object when its applied hash (or replicas) differ."""
     assert ctx.client is not None
@@ -105,6 +110,10 @@ def _apply(ctx: Context, resource: Resource, wanted: dict[str, Any]) -> dict[str
     current = _cached(ctx, resource, meta["namespace"], meta["name"])
     if current is None:
         return ctx.client.create(resource, wanted)  # ConflictError if the cache lags: retried with backoff
+    owner = controller_reference(current)
+    if owner is None or owner["uid"] != meta["ownerReferences"][0]["uid"]:
+        raise ObjectInTheWayError(f"{resource.plural} {meta['namespace']}/{meta['name']} exists and is not owned by "
+                                  f"this Website")
     applied = (current["metadata"].get("annotations") or {}).get(APPLIED_HASH)
     drifted = resource == DEPLOYMENTS and (current.get("spec") or {}).get("replicas") != wanted["spec"]["replicas"]
     if applied == meta["annotations"][APPLIED_HASH] and not drifted:
@@ -172,8 +181,12 @@ def reconcile(request: Request, ctx: Context) -> Result | None:
     if job.result["problems"]:
         _degraded(ctx, website, status, "ContentInvalid", "; ".join(job.result["problems"]))
         return None
-    applied = {resource.plural: _apply(ctx, resource, obj)
-               for resource, obj in desired_objects(website, spec, job.result["files"], job.result["checksum"])}
+    try:
+        applied = {resource.plural: _apply(ctx, resource, obj)
+                   for resource, obj in desired_objects(website, spec, job.result["files"], job.result["checksum"])}
+    except ObjectInTheWayError as exc:
+        _degraded(ctx, website, status, "ObjectInTheWay", str(exc))
+        raise  # an error: retried with exponential backoff until the object is gone
     meta = website["metadata"]
     status.update(observedGeneration=current, url=f"http://{meta['name']}.{meta['namespace']}.svc",
                   pages=len(spec.pages), checksum=job.result["checksum"],

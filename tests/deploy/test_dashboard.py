@@ -110,7 +110,14 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
                        "a reconcile error to be scraped", interval=1)
             eventually(lambda: prometheus.query("sum(rate(controller_runtime_reconcile_total[1m])) > 0"), 60,
                        "reconciles to be scraped", interval=1)
+            # the ConfigMap in the way goes: the blocked site publishes (its retries end)
+            kube.delete(CONFIGMAPS, kube.get(CONFIGMAPS, "blocked-content", namespace), precondition=False)
             yield prometheus
+            picture = os.environ.get("SHARD_OPERATOR_DASHBOARD_PNG")
+            if picture:
+                from tests.deploy.plot_dashboard import plot_dashboard
+
+                plot_dashboard(f"http://127.0.0.1:{prometheus.port}", Path(picture), seconds=120)
         finally:
             prometheus.close()
             for pod in pods:

@@ -166,3 +166,20 @@ def test_a_site_with_a_broken_link_is_degraded_with_a_message_and_not_retried_in
     kube.patch(WEBSITES.resource, site, {"spec": {"pages": [{"path": "/", "title": "Home", "body": "fixed"}]}})
     eventually(lambda: (condition(kube, namespace, "broken", "Degraded") or {}).get("status") == "False", 60,
                "Degraded to clear")
+
+
+@pytest.mark.controlplane
+@pytest.mark.redis
+@pytest.mark.slow
+def test_an_object_in_the_way_is_never_taken_over_and_the_site_publishes_once_it_is_gone(
+        website_operator: Client, namespace: str) -> None:
+    kube = website_operator
+    kube.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mine": "yes"},
+                             "metadata": {"name": "taken-content", "namespace": namespace}})
+    kube.create(WEBSITES.resource, WEBSITES.object("taken", namespace, pages=[{"path": "/", "title": "T"}]))
+    found = eventually(lambda: condition(kube, namespace, "taken", "Degraded"), 60, "the Degraded condition")
+    assert found["reason"] == "ObjectInTheWay" and "configmaps" in found["message"]
+    assert kube.get(CONFIGMAPS, "taken-content", namespace)["data"] == {"mine": "yes"}
+    kube.delete(CONFIGMAPS, kube.get(CONFIGMAPS, "taken-content", namespace), precondition=False)
+    eventually(lambda: (condition(kube, namespace, "taken", "Ready") or {}).get("status") == "True", 90,
+               "the site to publish after the object in the way is gone (a retry with backoff)")
