@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -68,6 +69,12 @@ class Prometheus:
         assert body["status"] == "success", body
         return list(body["data"]["result"])
 
+    def scraping(self) -> bool:
+        try:
+            return bool(self.query("up == 1"))
+        except OSError:  # not listening yet
+            return False
+
     def close(self) -> None:
         self.process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -94,17 +101,20 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
         with contextlib.suppress(k8s.ApiException):
             k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
         kube = Client(api, field_manager="dashboard-tests")
-        pods = [OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-0.log")]
+        fast = {"CLAIM_TTL": "3", "MEMBER_TTL": "2", "HEARTBEAT_INTERVAL": "0.5"}  # gauges refresh every second
+        pods = [OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-0.log", **fast)]
         prometheus = Prometheus(f"127.0.0.1:{pods[0].port}", folder)
         try:
+            eventually(prometheus.scraping, 60, "Prometheus to scrape the operator", interval=0.5)
             # a ConfigMap named like the site's content, owned by nobody: the create fails until it is removed
             kube.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
                                      "metadata": {"name": "blocked-content", "namespace": namespace}})
-            for index in range(12):
+            for index in range(12):  # spread over a few scrapes, so rates see the increase
                 kube.create(WEBSITES.resource, WEBSITES.object(f"site-{index}", namespace, pages=[
                     {"path": "/", "title": f"Site {index}"}]))
+                time.sleep(0.5)
             kube.create(WEBSITES.resource, WEBSITES.object("blocked", namespace, pages=[{"path": "/", "title": "B"}]))
-            pods.append(OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-1.log",
+            pods.append(OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-1.log", **fast,
                                         POD_NAME="website-1", METRICS_ADDRESS=f"127.0.0.1:{free_port()}"))
             eventually(lambda: prometheus.query("controller_runtime_reconcile_errors_total"), 90,
                        "a reconcile error to be scraped", interval=1)
