@@ -116,8 +116,8 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
             kube.create(WEBSITES.resource, WEBSITES.object("blocked", namespace, pages=[{"path": "/", "title": "B"}]))
             pods.append(OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-1.log", **fast,
                                         POD_NAME="website-1", METRICS_ADDRESS=f"127.0.0.1:{free_port()}"))
-            eventually(lambda: prometheus.query("controller_runtime_reconcile_errors_total"), 90,
-                       "a reconcile error to be scraped", interval=1)
+            eventually(lambda: prometheus.query("sum(rate(controller_runtime_reconcile_errors_total[1m])) > 0"), 90,
+                       "reconcile errors (retries of the blocked site) to be scraped", interval=1)
             eventually(lambda: prometheus.query("sum(rate(controller_runtime_reconcile_total[1m])) > 0"), 60,
                        "reconciles to be scraped", interval=1)
             # the ConfigMap in the way goes: the blocked site publishes (its retries end)
