@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 
 LOCK   := requirements-test.lock
 
-.PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e loadtest clean
+.PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e loadtest tools manifests clean
 
 help:
 	@echo "make run        set up, then run the example operator on the embedded control plane + Redis"
@@ -16,7 +16,7 @@ help:
 	@echo "make bench-queue  the work-queue benchmark (figures in loadtest/results/)"
 	@echo "make bench-e2e    the end-to-end benchmark: 1,000 Widgets through the whole pipeline"
 
-setup: system-deps venv controlplane
+setup: system-deps venv controlplane tools
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -33,6 +33,16 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 # kube-apiserver, etcd and kube-controller-manager from the Go module shipped in the package
 # (the same build as `shard-operator testenv build`), into the checkout's build folder.
+# The other Go-built tools the tests use: kustomize (deploy overlays), promtool and prometheus (alerts,
+# dashboard), toxiproxy (the load lab's network faults). Each is cached; never a prebuilt download.
+tools:
+	@tools/kustomize/build.sh
+	@tools/prometheus/build.sh
+	@tools/toxiproxy/build.sh
+
+manifests: venv
+	$(VENV)/bin/shard-operator manifests --app examples.website:operator --out deploy/base --monitoring-out deploy/monitoring
+
 controlplane:
 	@bash shard_operator/testing/controlplane_src/build.sh --dest tools/controlplane/bin
 
@@ -40,7 +50,7 @@ controlplane:
 # and pin it with hashes. Commit the result; `make setup` and CI install exactly that.
 lock: venv
 	$(PY) -m pip install -q --disable-pip-version-check 'uv>=0.5'
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --extra loadtest --generate-hashes --universal \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --extra loadtest --extra manifests --generate-hashes --universal \
 	  --python-version 3.11 --upgrade --quiet -o $(LOCK)
 
 lint: venv
@@ -85,5 +95,4 @@ clean:
 	rm -rf $(VENV) tools/controlplane/bin .pytest_cache .mypy_cache .ruff_cache
 
 loadtest: setup
-	@tools/toxiproxy/build.sh
 	PYTHONPATH=. $(PY) -m loadtest suite

@@ -4,7 +4,7 @@ generation of their spec was seen, and a ``Ready`` condition.
 Run it against the embedded control plane::
 
     eval "$(shard-operator testenv env --export)"
-    python -m examples.widgets install          # the CRD (the same as deploy/widget-crd.yaml)
+    python -m examples.widgets install          # the CRD
     shard-operator run --app examples.widgets:operator --workers 2 --redis-url "$REDIS_URL"
 
 ``owning`` keeps a ConfigMap owned by each Widget (``Owns``). ``measuring`` computes ``status.area``

@@ -4,6 +4,7 @@ Commands:
   run --app module:attr              run an operator: leader candidate, worker processes, health server
   status --app module:attr           leader, live shards, queue depths, in-flight and retrying keys
   testenv build|up|down|env|status   the embedded control plane and Redis (for running without a cluster)
+  manifests --app module:attr --out DIR   write the CRD, RBAC and StatefulSet as a kustomize base
 
 Every option of ``run`` and ``status`` can also be given as an environment variable
 ``SHARD_OPERATOR_<OPTION>`` (``--redis-url`` → ``SHARD_OPERATOR_REDIS_URL``; repeated options such as
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from shard_operator import logs
 from shard_operator.config import ENV_PREFIX, Config
 from shard_operator.errors import ConfigError, ShardOperatorError
+from shard_operator.manifests.cli import add_manifests_parser, cmd_manifests
 
 if TYPE_CHECKING:
     from shard_operator.operator import Operator
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(commands)
     add_status_parser(commands)
     add_testenv_parser(commands)
+    add_manifests_parser(commands)
     return parser
 
 
@@ -301,6 +304,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_status(args)
         if args.command == "testenv":
             return cmd_testenv(args)
+        if args.command == "manifests":
+            return cmd_manifests(args)
         raise ConfigError(f"unknown command {args.command!r}")
     except ConfigError as exc:
         print(f"shard-operator: {exc}", file=sys.stderr)

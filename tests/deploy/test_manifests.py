@@ -1,5 +1,5 @@
-"""The deployment files are consistent with the code: every option they set is one the command
-accepts, the example CRD matches the example operator, and the API server accepts every manifest."""
+"""The generated deployment: deploy/ is exactly what the code generates, the StatefulSet is what a
+platform team accepts, and the RBAC is derived from what the operator watches and writes."""
 
 from __future__ import annotations
 
@@ -7,114 +7,158 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from examples.widgets import CRD
+from examples.website import operator
 from shard_operator.cli import build_parser
+from shard_operator.manifests.monitoring import render_monitoring
+from shard_operator.manifests.rbac import cluster_rules
+from shard_operator.manifests.rendering import HEADER, render
+from shard_operator.manifests.workload import WorkloadOptions
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+BASE = ROOT / "deploy" / "base"
+APP = "examples.website:operator"
 ENV_OPTION = re.compile(r"^SHARD_OPERATOR_([A-Z_]+)$")
+REGENERATE = ("shard-operator manifests --app examples.website:operator --out deploy/base "
+              "--monitoring-out deploy/monitoring")
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def manifests() -> list[dict[str, Any]]:
-    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    return [doc for name in kustomization["resources"] for doc in documents(DEPLOY / name)]
+def base() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    return [doc for name in kustomization["resources"] for doc in documents(BASE / name)]
 
 
-def find(kind: str) -> dict[str, Any]:
-    (found,) = [doc for doc in manifests() if doc["kind"] == kind]
+def find(kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [doc for doc in base() if doc["kind"] == kind and name in (None, doc["metadata"]["name"])]
     return found
 
 
-def assert_run_accepts(args: list[str], env: dict[str, str]) -> None:
-    """The `run` command parses ``args`` and each SHARD_OPERATOR_* variable as its --option."""
-    argv = list(args)
-    for name, value in env.items():
-        match = ENV_OPTION.match(name)
-        if match:
-            argv += [f"--{match.group(1).lower().replace('_', '-')}", value]
-    build_parser().parse_args(argv)  # exits (fails the test) on an unknown option or a bad value
+def operator_container() -> dict[str, Any]:
+    container: dict[str, Any] = find("StatefulSet", "shard-operator")["spec"]["template"]["spec"]["containers"][0]
+    return container
 
 
-def test_the_kustomization_lists_every_manifest_in_the_folder():
-    listed = set(yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"])
-    assert listed == {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
+def test_the_checked_in_manifests_are_the_ones_the_operator_generates():
+    options = WorkloadOptions(app=APP)
+    expected = {BASE: render(operator, options),
+                ROOT / "deploy" / "monitoring": render_monitoring(options, HEADER.format(app=APP))}
+    for folder, files in expected.items():
+        for name, text in files.items():
+            assert (folder / name).read_text() == text, f"{folder / name} is stale: run `{REGENERATE}`"
 
 
 def test_the_statefulset_passes_only_options_the_run_command_accepts():
-    container = find("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value", "") for e in container["env"]}
-    assert "valueFrom" in next(e for e in container["env"] if e["name"] == "POD_NAME")
-    assert_run_accepts(container["args"], env)
+    container = operator_container()
+    argv = list(container["args"])
+    for env in container["env"]:
+        match = ENV_OPTION.match(env["name"])
+        if match:
+            argv += [f"--{match.group(1).lower().replace('_', '-')}", env.get("value", "x")]
+    build_parser().parse_args(argv)  # exits (fails the test) on an unknown option
+
+
+def test_the_pod_name_from_the_downward_api_is_the_shard_identity():
+    env = {e["name"]: e for e in operator_container()["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_the_grace_period_outlasts_the_drain_timeout():
-    spec = find("StatefulSet")["spec"]["template"]["spec"]
+    spec = find("StatefulSet", "shard-operator")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
-    assert spec["terminationGracePeriodSeconds"] > float(env["SHARD_OPERATOR_DRAIN_TIMEOUT"])
+    assert spec["terminationGracePeriodSeconds"] > float(env["SHARD_OPERATOR_DRAIN_TIMEOUT"]) + 10
 
 
-def test_the_probes_use_the_health_endpoints_on_the_metrics_port():
-    container = find("StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+def test_the_probes_use_the_health_endpoints_and_resources_are_bounded():
+    container = operator_container()
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    port = int(env["SHARD_OPERATOR_METRICS_ADDRESS"].rsplit(":", 1)[1])
-    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
 
 
-def test_the_crd_manifest_is_the_one_the_example_operator_installs():
-    assert find("CustomResourceDefinition")["spec"] == CRD["spec"]
+def test_every_container_is_restricted_and_every_image_is_pinned_by_version():
+    for workload in (find("StatefulSet", "shard-operator"), find("StatefulSet", "redis")):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert re.search(r":\d+\.\d+\.\d+", container["image"]), container["image"]
 
 
-def test_the_rbac_grants_what_the_example_operator_uses():
-    role = find("ClusterRole")
-    verbs = {(rule["apiGroups"][0], resource): set(rule["verbs"]) for rule in role["rules"]
-             for resource in rule["resources"]}
-    assert {"list", "watch", "patch"} <= verbs[("example.shard-operator.dev", "widgets")]
-    assert "patch" in verbs[("example.shard-operator.dev", "widgets/status")]
-    assert "create" in verbs[("", "events")]
-    lease_rules = find("Role")["rules"]
-    assert {"get", "create", "update"} <= set(lease_rules[0]["verbs"])
+def test_the_redis_password_comes_from_a_secret_and_never_from_a_plain_value():
+    for workload in (find("StatefulSet", "shard-operator"), find("StatefulSet", "redis")):
+        for env in workload["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if "PASSWORD" in env["name"] or "AUTH" in env["name"]:
+                assert env["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
+    url = next(e["value"] for e in operator_container()["env"] if e["name"] == "SHARD_OPERATOR_REDIS_URL")
+    assert url == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+    assert "requirepass" not in str(find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0].get(
+        "args", ""))
+    assert find("StatefulSet", "redis")["spec"]["volumeClaimTemplates"]  # persistence
 
 
-def test_docker_compose_runs_the_image_with_options_the_command_accepts():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    operators = {name: svc for name, svc in compose["services"].items() if name.startswith("operator")}
-    assert len(operators) >= 2
-    pod_names = {svc["environment"]["POD_NAME"] for svc in operators.values()}
-    assert len(pod_names) == len(operators)  # each container names its own shards
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    cmd = yaml.safe_load(re.search(r"^CMD (.+)$", dockerfile, re.M).group(1))
-    for svc in operators.values():
-        assert_run_accepts(cmd, {k: str(v) for k, v in svc["environment"].items()})
+def test_only_the_operator_reaches_redis():
+    policy = find("NetworkPolicy", "redis-from-operator")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "redis"
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": find("StatefulSet", "shard-operator")["spec"]["selector"]
+                                             ["matchLabels"]}}]
 
 
-def test_every_path_the_dockerfile_copies_exists():
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            for source in line.split()[1:-1]:
-                assert (ROOT / source).exists(), source
+def verbs(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    found: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for resource in rule["resources"]:
+            found.setdefault((rule["apiGroups"][0], resource), set()).update(rule["verbs"])
+    return found
 
 
-@pytest.mark.controlplane
-def test_the_api_server_accepts_every_manifest(control_plane):
-    from kubernetes import client, utils
+def test_rbac_reads_every_watched_resource_and_writes_only_owned_kinds_status_finalizers_and_events():
+    granted = verbs(cluster_rules(operator))
+    assert granted == {
+        ("example.shard-operator.dev", "websites"): {"get", "list", "watch", "patch", "update"},
+        ("example.shard-operator.dev", "websites/status"): {"get", "patch", "update"},
+        ("example.shard-operator.dev", "websites/finalizers"): {"update"},
+        ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+        ("", "services"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+        ("apps", "deployments"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+        ("", "events"): {"create", "patch"},
+    }
+    assert find("ClusterRole")["rules"] == cluster_rules(operator)
 
-    docs = manifests()
-    with control_plane.api_client() as api:
-        namespace = next(doc for doc in docs if doc["kind"] == "Namespace")
-        try:
-            client.CoreV1Api(api).create_namespace(namespace)
-        except client.ApiException as exc:
-            assert exc.status == 409
-        for doc in docs:
-            if doc["kind"] != "Namespace":
-                # Server-side dry run: full validation and admission, nothing stored.
-                utils.create_from_dict(api, doc, dry_run="All")
+
+def test_the_lease_rules_are_limited_to_the_operators_lease_in_its_namespace():
+    role = find("Role", "shard-operator-leader-election")
+    assert role["metadata"]["namespace"] == "shard-operator"
+    named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+    unnamed = [rule for rule in role["rules"] if not rule.get("resourceNames")]
+    assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+                      "resourceNames": ["websites-leader"]}]
+    assert [rule["verbs"] for rule in unnamed] == [["create"]]  # create cannot be limited by name
+
+
+def run_manifests(*argv: str) -> int:
+    import argparse
+
+    from shard_operator.manifests.cli import add_manifests_parser, cmd_manifests
+
+    parser = argparse.ArgumentParser()
+    add_manifests_parser(parser.add_subparsers(dest="command"))
+    return cmd_manifests(parser.parse_args(["manifests", "--app", APP, *argv]))
+
+
+def test_the_manifests_command_writes_the_base_and_check_fails_on_a_stale_file(tmp_path, capsys):
+    assert run_manifests("--out", str(BASE), "--monitoring-out", str(ROOT / "deploy" / "monitoring"), "--check") == 0
+    assert run_manifests("--out", str(tmp_path / "base")) == 0
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == sorted(p.name for p in BASE.iterdir())
+    (tmp_path / "base" / "rbac.yaml").write_text("# edited by hand\n")
+    assert run_manifests("--out", str(tmp_path / "base"), "--check") == 1
+    assert "rbac.yaml" in capsys.readouterr().err
