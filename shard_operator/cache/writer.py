@@ -25,7 +25,7 @@ from shard_operator.storage import redis_errors
 __all__ = ["CacheWriter"]
 
 _BATCH = 500
-_SCAN = 100  # keys a relist's removal step looks at per script call (each removal touches ~5 keys)
+_SCAN = 50  # keys a relist's removal step looks at per script call (each removal touches ~5 keys)
 
 
 class CacheWriter:

@@ -110,7 +110,7 @@ class WorkQueue:
 
     def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
                  bucket: TokenBucket | None = None, clock: ManualClock | None = None,
-                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 250) -> None:
+                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100) -> None:
         self.claim_ttl = check_seconds("claim_ttl", claim_ttl)
         self.max_wait = check_seconds("max_wait", max_wait)
         self.promote_limit = check_count("promote_limit", promote_limit)
