@@ -21,6 +21,7 @@ The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`K
     :members           ZSET  shard id -> last heartbeat
     :ring              LIST  the live shard ids of the current epoch, sorted
     :epoch             STRING the ring's epoch, bumped on every change
+    :rebalancing       HASH  list ('' = pending, else a shard id) -> entries a rebalance still has to scan
     :cache-marker      STRING written by the leader before its informers fill the cache; its
                        absence means Redis lost its data, and the leader relists
     :jobs:<key>        HASH  job name -> {"id", "generation"} of the object's current RQ job
@@ -72,6 +73,7 @@ QUEUE_TEMPLATES: dict[str, str] = {
     "members": "members",
     "ring": "ring",
     "epoch": "epoch",
+    "rebalancing": "rebalancing",
     "cache_marker": "cache-marker",
     "job_index": "jobs:{key}",
     "errors": "errors",
@@ -197,6 +199,10 @@ class Keys:
     @property
     def epoch(self) -> str:
         return self._key("epoch")
+
+    @property
+    def rebalancing(self) -> str:
+        return self._key("rebalancing")
 
     @property
     def cache_marker(self) -> str:

@@ -4,9 +4,10 @@ Each write of the cache (:mod:`.writer`) is one script, so an object, its resour
 namespace and owner index entries change together, and a write carrying an older resourceVersion
 than the stored one is refused atomically. resourceVersions are compared as non-negative decimal
 integers of any length (longer is larger, then lexicographic), which is exact where Lua's doubles
-would not be past 2^53. Every script gets the kind's prefix (:func:`~shard_operator.keys.kind_prefix`)
-as ``ARGV[1]`` and names its keys with the functions generated from
-:data:`~shard_operator.keys.CACHE_TEMPLATES` (``K_objects``, ``K_owner(uid)``).
+would not be past 2^53. No script walks the whole keyspace: a relist removes stale keys in
+cursor steps (REPLACE_STEP), so Redis serves other clients between them. Every script gets the
+kind's prefix (:func:`~shard_operator.keys.kind_prefix`) as ``ARGV[1]`` and names its keys with the
+functions generated from :data:`~shard_operator.keys.CACHE_TEMPLATES` (``K_objects``, ``K_owner(uid)``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from shard_operator.keys import CACHE_TEMPLATES, lua_names
 from shard_operator.storage import redis_errors
 
-__all__ = ["DELETE", "LIST_BY_INDEX", "REPLACE", "UPSERT", "redis_errors"]
+__all__ = ["DELETE", "LIST_BY_INDEX", "REPLACE_STEP", "UPSERT", "redis_errors"]
 
 _COMMON = lua_names(CACHE_TEMPLATES) + """
 local function newer(a, b)
@@ -66,25 +67,30 @@ remove(key)
 return 1
 """
 
-# ARGV: prefix, the relist's key set, the list's resourceVersion ('' = unconditional), namespace ('' = all).
-# Removes every key of the scope that the relist did not return, unless it is newer than the list.
-REPLACE = _COMMON + """
+# ARGV: prefix, the relist's key set, the list's resourceVersion ('' = unconditional), namespace ('' = all),
+# cursor, count -> {next cursor ('0' = done), removed}. One HSCAN (SSCAN for a namespace) step over the
+# scope: removes each scanned key the relist did not return, unless it is newer than the list.
+REPLACE_STEP = _COMMON + """
 local listed, rv, ns = ARGV[2], ARGV[3], ARGV[4]
-local candidates
-if ns == '' then candidates = redis.call('HKEYS', K_versions)
-else candidates = redis.call('SMEMBERS', K_namespace(ns)) end
+local reply, candidates = nil, {}
+if ns == '' then
+  reply = redis.call('HSCAN', K_versions, ARGV[5], 'COUNT', tonumber(ARGV[6]))
+  for i = 1, #reply[2], 2 do candidates[#candidates + 1] = reply[2][i] end
+else
+  reply = redis.call('SSCAN', K_namespace(ns), ARGV[5], 'COUNT', tonumber(ARGV[6]))
+  candidates = reply[2]
+end
 local removed = 0
 for _, key in ipairs(candidates) do
   if redis.call('SISMEMBER', listed, key) == 0 then
     local stored = redis.call('HGET', K_versions, key)
-    if rv == '' or not stored or not newer(stored, rv) then
+    if stored and (rv == '' or not newer(stored, rv)) then
       remove(key)
       removed = removed + 1
     end
   end
 end
-redis.call('DEL', listed)
-return removed
+return {reply[1], removed}
 """
 
 # KEYS[1] = an index set, KEYS[2] = the objects hash. Returns the members and their JSON, in pairs.

@@ -3,7 +3,7 @@
 The leader wires each informer to a :class:`CacheWriter` (``handler_for`` / ``list_hook_for``); the
 workers read what it writes through :class:`~shard_operator.cache.reader.CacheReader`. Every write is
 one Lua script (:mod:`.scripts`) and batches are pipelined, so a relist of N objects costs about
-N / 500 round trips.
+N / 500 round trips and no script touches more than 500 keys.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from shard_operator import keys
-from shard_operator.cache.scripts import DELETE, REPLACE, UPSERT
+from shard_operator.cache.scripts import DELETE, REPLACE_STEP, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
 from shard_operator.source.reflector import ListHook
 from shard_operator.source.resource import object_key
@@ -25,6 +25,7 @@ from shard_operator.storage import redis_errors
 __all__ = ["CacheWriter"]
 
 _BATCH = 500
+_SCAN = 50  # keys a relist's removal step looks at per script call (each removal touches ~5 keys)
 
 
 class CacheWriter:
@@ -46,7 +47,7 @@ class CacheWriter:
         self._redis = client
         self._upsert = client.register_script(UPSERT)
         self._delete = client.register_script(DELETE)
-        self._replace = client.register_script(REPLACE)
+        self._replace_step = client.register_script(REPLACE_STEP)
 
     def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
         """Store ``obj``; False when the cache already holds this or a newer version."""
@@ -75,19 +76,33 @@ class CacheWriter:
     def replace(self, kind: str, objects: list[dict[str, Any]], *, namespace: str | None = None,
                 resource_version: str | None = None) -> int:
         """Make ``namespace`` (None: every key of the kind) hold exactly ``objects``, as listed at
-        ``resource_version``; returns how many keys were removed."""
+        ``resource_version``; returns how many keys were removed.
+
+        A staged replace, every script bounded by a few hundred keys: the objects are upserted into the
+        live hashes and their keys recorded in a relist token set, then the scope is scanned with a
+        cursor and each key missing from the set is removed. Interrupted, it leaves the listed objects
+        written and some stale keys not yet removed (the token set expires); the next relist removes
+        them, since its scan covers every key of the scope.
+        """
         self.upsert_many(kind, objects)
         listed = keys.replace_key(kind, uuid.uuid4().hex)
+        names = [object_key(obj) for obj in objects]
+        args = [keys.kind_prefix(kind), listed, resource_version or "", namespace or ""]
+        removed, cursor = 0, "0"
         with redis_errors():
             pipe = self._redis.pipeline(transaction=False)
-            names = [object_key(obj) for obj in objects]
             for start in range(0, len(names), _BATCH):
                 pipe.sadd(listed, *names[start:start + _BATCH])
-            pipe.expire(listed, 600)  # removed by the script; expires if this process dies first
-            self._replace(keys=[keys.objects_key(kind)],
-                          args=[keys.kind_prefix(kind), listed, resource_version or "", namespace or ""],
-                          client=pipe)
-            return int(pipe.execute()[-1])
+            pipe.expire(listed, 600)  # deleted at the end; expires if this process dies first
+            pipe.execute()
+            while True:
+                cursor, count = self._replace_step(keys=[keys.objects_key(kind)],
+                                                   args=[*args, cursor, str(_SCAN)])
+                removed, cursor = removed + int(count), _text(cursor)
+                if cursor == "0":
+                    break
+            self._redis.unlink(listed)  # freed off the main thread: a big set would block Redis
+        return removed
 
     def apply(self, kind: str, event: Event) -> bool:
         """Write one informer event; returns whether the cache changed."""
@@ -114,6 +129,10 @@ class CacheWriter:
             for obj in batch:
                 self._upsert(keys=[keys.objects_key(kind)], args=_upsert_args(kind, obj), client=pipe)
             return sum(int(result) for result in pipe.execute())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _upsert_args(kind: str, obj: dict[str, Any]) -> list[str]:

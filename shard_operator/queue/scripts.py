@@ -4,8 +4,9 @@ Each queue operation is one script, so a key's dirty mark, its place in a ready 
 its deadline always change together, and each operation costs one round trip. The scripts route a
 key to its shard themselves (:data:`~shard_operator.queue.hashing.LUA_HRW` over the ring stored in
 Redis), so a key is always pushed to the shard of the *current* ring without an epoch handshake.
-REBALANCE, which publishes the ring and moves queued keys between ready lists, is here too: every
-script that writes the lists is in this module, so the invariant below is kept in one place.
+REBALANCE and REBALANCE_STEP, which publish the ring and move queued keys between ready lists, are
+here too: every script that writes the lists is in this module, so the invariant below is kept in
+one place.
 
 Every script gets the key prefix (:attr:`Keys.script_prefix`) as ``ARGV[1]`` and names its keys
 with the functions :func:`~shard_operator.keys.lua_names` generates from the Python templates
@@ -15,6 +16,16 @@ Times and other fractional numbers are returned as strings, because Redis trunca
 
 Invariant the scripts keep: a key sits in exactly one ready list (or the pending list) if and only
 if it is dirty and not processing. A delayed key is neither until it is promoted.
+
+No script scales with the whole keyspace (a script blocks every other Redis client): ADD takes a
+chunk of keys per call, REBALANCE publishes the ring and REBALANCE_STEP moves queued keys one chunk
+of one list at a time, RELEASE_OWNER walks the claims with an HSCAN cursor, and GET skips or moves a
+bounded number of entries. The invariant holds between any two calls: a step pops entries off a
+list's head only after pushing each, once, to the list of its shard under the current ring (or back
+to the same list's tail); no step creates or drops an entry, or changes a dirty mark or a claim. An
+interrupted rebalance leaves keys in lists of their former shards, counted in K_rebalancing: the next
+REBALANCE (or any REBALANCE_STEP) goes on, and GET moves such a key to its shard rather than handing
+it out, so a worker never processes another shard's key.
 
 Redis does not roll back a script that fails halfway, so each script writes in an order where a
 command failing at any point leaves every key still queued (or still claimed): a key is pushed to
@@ -30,7 +41,10 @@ from shard_operator.keys import QUEUE_TEMPLATES, lua_names
 from shard_operator.queue.hashing import LUA_HRW
 from shard_operator.storage import redis_errors
 
-__all__ = ["ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "RENEW", "redis_errors"]
+__all__ = [
+    "ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "REBALANCE_STEP", "RELEASE_OWNER",
+    "RENEW", "redis_errors",
+]
 
 _COMMON = LUA_HRW + lua_names(QUEUE_TEMPLATES) + LUA_NOW + """
 local RING = nil
@@ -91,11 +105,21 @@ local function take(shard, owner, ttl, qps, burst, limit)
     redis.call('HSET', K_bucket, 'tokens', num(tokens), 'stamp', num(now))
     if tokens < 1 then return nothing(2, (1 - tokens) / qps) end
   end
+  local skipped = 0
   while true do
     local key = redis.call('LINDEX', list, 0)
     if not key then break end
     local added = redis.call('HGET', K_dirty, key)
-    if added and redis.call('HEXISTS', K_processing, key) == 0 then
+    local queued = added and redis.call('HEXISTS', K_processing, key) == 0
+    if queued then
+      if RING == nil then RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1)) end
+      if hrw_pick(RING, key) ~= shard then
+        -- The ring changed and the rebalance has not reached this entry yet: move it, never hand it out.
+        enqueue(key)
+        queued = false
+      end
+    end
+    if queued then
       local token = owner .. ':' .. redis.call('INCR', K_seq)
       local deadline = num(now + ttl)
       redis.call('ZADD', K_deadlines, deadline, key)
@@ -107,6 +131,8 @@ local function take(shard, owner, ttl, qps, burst, limit)
       return {1, key, token, added, deadline, '', num(now)}
     end
     redis.call('LPOP', list)
+    skipped = skipped + 1
+    if skipped >= limit then return nothing(0, 0) end  -- bounded: the caller asks again at once
   end
   return idle(now, shard)
 end
@@ -178,15 +204,23 @@ return n
 LEN = _COMMON + """
 if ARGV[3] ~= '' then return redis.call('LLEN', K_ready(ARGV[3])) end
 local n = redis.call('LLEN', K_pending)
-for _, shard in ipairs(redis.call('LRANGE', K_ring, 0, -1)) do n = n + redis.call('LLEN', K_ready(shard)) end
+local counted = {}
+for _, shard in ipairs(redis.call('LRANGE', K_ring, 0, -1)) do
+  counted[shard] = true
+  n = n + redis.call('LLEN', K_ready(shard))
+end
+for _, shard in ipairs(redis.call('HKEYS', K_rebalancing)) do  -- lists a rebalance is still draining
+  if shard ~= '' and not counted[shard] then n = n + redis.call('LLEN', K_ready(shard)) end
+end
 return n
 """
 
-# ARGV: prefix, time, member ttl -> {epoch, moved keys, 1 if the ring changed}. Prunes members whose
-# heartbeat is older than the ttl, publishes the live ones as the ring with the next epoch if they
-# changed, and moves each queued key whose shard changed. A list is rewritten only after the keys
-# leaving it were pushed to their new lists, and the ring is published last, so a failure halfway
-# duplicates entries (skipped when popped), never drops one, and the next run redoes the move.
+# ARGV: prefix, time, member ttl -> {epoch, 1 if the ring changed}. Prunes members whose heartbeat is
+# older than the ttl and, if the live ones changed, publishes them as the ring with the next epoch and
+# records every list that may now hold keys of another shard in K_rebalancing (list -> entries to
+# scan): the old ring's lists, lists an unfinished rebalance left, and the pending list once a shard
+# lives. REBALANCE_STEP then moves the keys in bounded chunks; meanwhile ``enqueue`` already routes
+# by the new ring and ``take`` moves a key it finds in the wrong list instead of handing it out.
 REBALANCE = _COMMON + """
 local unpack = unpack or table.unpack  -- Lua 5.1 (Redis) or 5.4 (fakeredis)
 local now, ttl = clock_now(), tonumber(ARGV[3])
@@ -197,41 +231,77 @@ local old = redis.call('LRANGE', K_ring, 0, -1)
 local epoch = tonumber(redis.call('GET', K_epoch) or '0')
 local same = #old == #live
 if same then for i = 1, #old do if old[i] ~= live[i] then same = false break end end end
-local function push(list, keys)
-  for i = 1, #keys, 1000 do redis.call('RPUSH', list, unpack(keys, i, math.min(i + 999, #keys))) end
-end
-local ring, moved = hrw_ring(live), 0
-local function redistribute(list, own)
-  local keys = redis.call('LRANGE', list, 0, -1)
-  local keep, out, order = {}, {}, {}
-  for _, key in ipairs(keys) do
-    local shard = hrw_pick(ring, key)
-    if shard == own then keep[#keep + 1] = key else
-      local dest = shard or ''
-      if not out[dest] then out[dest] = {} order[#order + 1] = dest end
-      table.insert(out[dest], key)
-      moved = moved + 1
-    end
-  end
-  if #keep == #keys then return end
-  for _, dest in ipairs(order) do
-    if dest == '' then push(K_pending, out[dest]) else
-      push(K_ready(dest), out[dest])
-      local wake = K_notify(dest)
-      if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
-    end
-  end
-  redis.call('DEL', list)
-  push(list, keep)
+local function scan(field)
+  local list = field == '' and K_pending or K_ready(field)
+  local n = redis.call('LLEN', list)
+  if n > 0 then redis.call('HSET', K_rebalancing, field, n) else redis.call('HDEL', K_rebalancing, field) end
 end
 if not same then
-  for _, shard in ipairs(old) do redistribute(K_ready(shard), shard) end
-end
-if #live > 0 then redistribute(K_pending, nil) end
-if not same then  -- last: a run that failed before this line is redone in full by the next one
+  for _, field in ipairs(redis.call('HKEYS', K_rebalancing)) do scan(field) end
+  for _, shard in ipairs(old) do scan(shard) end
   redis.call('DEL', K_ring)
-  push(K_ring, live)
+  if #live > 0 then redis.call('RPUSH', K_ring, unpack(live)) end
   epoch = redis.call('INCR', K_epoch)
 end
-return {epoch, moved, same and 0 or 1}
+if #live > 0 and redis.call('HEXISTS', K_rebalancing, '') == 0 then scan('') end
+return {epoch, same and 0 or 1}
+"""
+
+# ARGV: prefix, time, chunk -> {moved keys, lists left to scan}. Scans up to ``chunk`` entries from the
+# head of one list recorded in K_rebalancing: each entry is pushed to the list of its shard under the
+# current ring, or back to its own list's tail if it belongs there, before the chunk is trimmed off,
+# so a failure halfway duplicates entries (skipped when popped), never drops one, and the list's
+# count is decremented only after its chunk was moved: the next step redoes it.
+REBALANCE_STEP = _COMMON + """
+local unpack = unpack or table.unpack
+local field = redis.call('HKEYS', K_rebalancing)[1]
+if not field then return {0, 0} end
+local list = field == '' and K_pending or K_ready(field)
+local remaining = tonumber(redis.call('HGET', K_rebalancing, field))
+local n = math.min(tonumber(ARGV[3]), remaining, redis.call('LLEN', list))
+local keys = n > 0 and redis.call('LRANGE', list, 0, n - 1) or {}
+RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1))
+local keep, out, order, moved = {}, {}, {}, 0
+for _, key in ipairs(keys) do
+  local dest = hrw_pick(RING, key) or ''  -- '': no live shard, the pending list
+  if dest == field then keep[#keep + 1] = key else
+    if not out[dest] then out[dest] = {} order[#order + 1] = dest end
+    table.insert(out[dest], key)
+    moved = moved + 1
+  end
+end
+for _, dest in ipairs(order) do
+  if dest == '' then redis.call('RPUSH', K_pending, unpack(out[dest])) else
+    redis.call('RPUSH', K_ready(dest), unpack(out[dest]))
+    local wake = K_notify(dest)
+    if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+  end
+end
+if #keep > 0 then redis.call('RPUSH', list, unpack(keep)) end
+if n > 0 then redis.call('LTRIM', list, n, -1) end
+if n == 0 or remaining <= n then redis.call('HDEL', K_rebalancing, field)
+else redis.call('HSET', K_rebalancing, field, remaining - n) end
+return {moved, redis.call('HLEN', K_rebalancing)}
+"""
+
+# ARGV: prefix, time, owner, cursor, count -> {next cursor, released}. One HSCAN step over the claims:
+# each claim whose token starts with ``owner:`` is dropped and its key queued again to its current
+# shard (marked dirty with the time now unless it already was), in REAP's failure-safe order. Only for
+# an owner whose process exited: releasing a live worker's claims lets a second worker take its key.
+RELEASE_OWNER = _COMMON + """
+local now = num(clock_now())
+local prefix = ARGV[3] .. ':'
+local reply = redis.call('HSCAN', K_processing, ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local pairs_, n = reply[2], 0
+for i = 1, #pairs_, 2 do
+  local key, token = pairs_[i], pairs_[i + 1]
+  if string.sub(token, 1, #prefix) == prefix then
+    enqueue(key)
+    redis.call('HSETNX', K_dirty, key, now)
+    redis.call('HDEL', K_processing, key)
+    redis.call('ZREM', K_deadlines, key)
+    n = n + 1
+  end
+end
+return {reply[1], n}
 """

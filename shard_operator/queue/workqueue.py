@@ -91,7 +91,10 @@ class WorkQueue:
     - ``renew(item)``: extend the claim (:class:`ClaimLostError` if lost).
     - ``reap_expired()``: re-queue keys whose claim deadline passed (run periodically, anywhere).
     - ``rebalance(member_ttl)``: publish the live shards as the ring and move queued keys whose
-      shard changed (the :class:`~shard_operator.sharding.Assigner` calls it).
+      shard changed, in chunks (the :class:`~shard_operator.sharding.Assigner` calls it).
+    - ``release_owner(owner)``: queue again every key claimed by an owner whose process exited.
+
+    No call runs a script over more than ``chunk`` keys (``add_many`` pipelines several calls).
     - ``shut_down()``: this instance hands out nothing more (``get`` raises :class:`ShutDownError`)
       and ignores adds, as client-go does; ``done`` keeps working. It does not affect other
       processes sharing the queue. ``shut_down_with_drain()`` also waits for this instance's
@@ -107,10 +110,11 @@ class WorkQueue:
 
     def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
                  bucket: TokenBucket | None = None, clock: ManualClock | None = None,
-                 max_wait: float = 0.25, promote_limit: int = 100) -> None:
+                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100) -> None:
         self.claim_ttl = check_seconds("claim_ttl", claim_ttl)
         self.max_wait = check_seconds("max_wait", max_wait)
         self.promote_limit = check_count("promote_limit", promote_limit)
+        self.chunk = check_count("chunk", chunk)
         self.client, self.keys, self.clock = client, keys, check_clock(clock)
         enabled = bucket is not None and bucket.enabled
         self._qps = repr(float(bucket.qps)) if enabled and bucket is not None and bucket.qps else "0"
@@ -127,6 +131,8 @@ class WorkQueue:
             self._reap = client.register_script(scripts.REAP)
             self._len = client.register_script(scripts.LEN)
             self._rebalance = client.register_script(scripts.REBALANCE)
+            self._rebalance_step = client.register_script(scripts.REBALANCE_STEP)
+            self._release_owner = client.register_script(scripts.RELEASE_OWNER)
         self._shutting_down = False
         self._outstanding: set[tuple[str, str]] = set()  # (key, token) of handed-out items
         self._drained = threading.Condition()
@@ -136,12 +142,18 @@ class WorkQueue:
         return self.add_many([key]) == 1
 
     def add_many(self, keys: Iterable[str]) -> int:
-        """``add`` each key in one round trip; returns how many became dirty (``workqueue_adds_total``)."""
+        """``add`` each key, ``chunk`` keys per script call, pipelined in one round trip; returns how
+        many became dirty (``workqueue_adds_total``). Each chunk is atomic, the batch is not."""
         batch = list(keys)
         if self._shutting_down or not batch:
             return 0
         with scripts.redis_errors():
-            return int(self._add(self._route, self._args(*batch)))
+            if len(batch) <= self.chunk:
+                return int(self._add(self._route, self._args(*batch)))
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(batch), self.chunk):
+                self._add(self._route, self._args(*batch[start:start + self.chunk]), client=pipe)
+            return sum(int(n) for n in pipe.execute())
 
     def get(self, shard: str, owner: str, timeout: float | None = 0.0) -> Item | None:
         """Claim the next ready key of ``shard`` for ``owner``; see the class contract."""
@@ -182,13 +194,41 @@ class WorkQueue:
         with scripts.redis_errors():
             return int(self._reap(self._route, self._args(str(check_count("limit", limit)))))
 
-    def rebalance(self, member_ttl: float) -> Rebalance:
+    def rebalance(self, member_ttl: float, steps: int | None = None) -> Rebalance:
         """Drop members silent for ``member_ttl`` seconds, publish the live ones as the ring (next epoch
-        if they changed) and move each queued key whose shard changed; atomic and idempotent."""
+        if they changed), then move each queued key whose shard changed, ``chunk`` entries per script
+        call. The ring is published first: meanwhile ``add`` routes by it and ``get`` moves a key it
+        finds in the wrong list. Interrupted (or cut at ``steps`` chunks), the next call (any process)
+        finishes the move; idempotent, and a key is never lost or duplicated."""
         with scripts.redis_errors():
-            epoch, moved, changed = self._rebalance(
-                self._route, self._args(repr(check_seconds("member_ttl", member_ttl))))
-        return Rebalance(int(epoch), int(moved), bool(changed))
+            epoch, changed = self._rebalance(self._route, self._args(repr(check_seconds("member_ttl", member_ttl))))
+        return Rebalance(int(epoch), self.finish_rebalance(steps), bool(changed))
+
+    def finish_rebalance(self, steps: int | None = None) -> int:
+        """Run up to ``steps`` (None: all) chunks of a published rebalance; returns how many keys moved."""
+        moved, done = 0, 0
+        while steps is None or done < steps:
+            with scripts.redis_errors():
+                count, left = self._rebalance_step(self._route, self._args(str(self.chunk)))
+            moved, done = moved + int(count), done + 1
+            if not int(left):
+                break
+        return moved
+
+    def release_owner(self, owner: str) -> int:
+        """Queue again, at once, every key claimed by ``owner``; returns how many.
+
+        Only for an owner whose process has exited: on a live worker a second worker would take its
+        key while it still reconciles it (I1). Each claim is dropped and its key marked dirty (its
+        earlier add time kept) and pushed to its current shard; ``chunk`` claims are scanned per call.
+        """
+        released, cursor = 0, "0"
+        while True:
+            with scripts.redis_errors():
+                cursor, count = self._release_owner(self._route, self._args(owner, cursor, str(self.chunk)))
+            released, cursor = released + int(count), _text(cursor)
+            if cursor == "0":
+                return released
 
     def len(self, shard: str | None = None) -> int:
         """Keys waiting in ``shard``'s ready list, or in every list of the ring (``workqueue_depth``)."""

@@ -26,10 +26,12 @@ __all__ = ["Assigner", "Rebalance"]
 class Assigner:
     """Publishes the ring of live shards and keeps queued keys on the shard the ring assigns them.
 
-    Contract of ``rebalance()``: atomic; idempotent (a second call with the same members changes
-    nothing and returns the same epoch); bumps the epoch exactly when the live set changed; never
-    touches a key being processed; with no live shard, queued keys wait in the pending list and
-    move to shards when one joins. Run it in one process; two concurrent runs are still safe.
+    Contract of ``rebalance()``: publishes the ring atomically, then moves queued keys in bounded
+    chunks (meanwhile ``get`` moves a key found in the wrong list instead of handing it out; a run
+    cut short is finished by the next); never loses or duplicates a key; idempotent (a second call
+    with the same members changes nothing and returns the same epoch); bumps the epoch exactly when
+    the live set changed; never touches a key being processed; with no live shard, queued keys wait
+    in the pending list and move to shards when one joins. Run it in one process; two concurrent runs are still safe.
     ``clock`` is for tests (:class:`~shard_operator.clock.ManualClock`); time is Redis's otherwise.
     """
 

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shard_operator import logs
-from shard_operator.errors import ClaimLostError, ShardOperatorError
+from shard_operator.errors import ShardOperatorError
 from shard_operator.keys import Keys
-from shard_operator.queue import Item, RateLimitingQueue, TokenBucket, WorkQueue
+from shard_operator.queue import RateLimitingQueue, TokenBucket, WorkQueue
 from shard_operator.sharding import Membership
-from shard_operator.storage import connect, redis_errors
+from shard_operator.storage import connect
 from shard_operator.supervision import Child, Exit, ProcessPool, RestartPolicy
 from shard_operator.worker.runner import ReconcileFn
 
-__all__ = ["WorkerPool", "WorkerSpec", "release_claims", "run_shard_worker", "worker_owner"]
+__all__ = ["WorkerPool", "WorkerSpec", "run_shard_worker", "worker_owner"]
 
 log = logging.getLogger(__name__)
 
@@ -102,33 +102,6 @@ def _worker_main(stop: threading.Event, spec: WorkerSpec, reconcile: ReconcileFn
         run_shard_worker(spec, reconcile, stop)
 
 
-def release_claims(queue: WorkQueue, owner: str) -> list[str]:
-    """Queue again, at once, every key claimed by ``owner``, a worker process known to be dead.
-
-    Only for an owner that can no longer act (its process exited): releasing a live worker's claims
-    would let a second worker take its key (I1). Each key is marked dirty, then its claim is released,
-    so ``done`` pushes it to its current shard. A claim reaped or released meanwhile is skipped (the
-    key was queued by whoever did). Returns the keys released.
-    """
-    prefix = owner + ":"
-    with redis_errors():
-        claims = [(_text(key), _text(token)) for key, token in queue.client.hscan_iter(queue.keys.processing)]
-    released = []
-    for key, token in claims:
-        if not token.startswith(prefix):
-            continue
-        queue.add(key)  # dirty while processing: done() below queues it again
-        item = Item(key=key, token=token, shard="", owner=owner, enqueued_at=0.0, claimed_at=0.0, deadline=0.0)
-        with contextlib.suppress(ClaimLostError):
-            queue.done(item)
-            released.append(key)
-    return released
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class WorkerPool:
     """Starts one process per :class:`WorkerSpec` and restarts those that die (see the module docstring).
 
@@ -190,8 +163,9 @@ class WorkerPool:
             options = {"socket_connect_timeout": 2, "socket_timeout": 5, **spec.redis_options}
             client = self._clients[spec.redis_url] = connect(spec.redis_url, **options)
         keys = Keys.for_controller(spec.controller)
-        released = release_claims(WorkQueue(client, keys, claim_ttl=spec.claim_ttl), worker_owner(spec.shard, exit.pid))
+        queue = WorkQueue(client, keys, claim_ttl=spec.claim_ttl)
+        released = queue.release_owner(worker_owner(spec.shard, exit.pid))  # it exited: safe (I1)
         if released:
-            log.warning("released %d claim(s) of shard %s's dead worker (pid %d)", len(released), spec.shard, exit.pid)
+            log.warning("released %d claim(s) of shard %s's dead worker (pid %d)", released, spec.shard, exit.pid)
         if exit.restart_in:  # restarted later: the live shards take its keys over meanwhile
             Membership(client, keys, spec.shard).leave()

@@ -1,0 +1,87 @@
+"""A relist replaces the cache in bounded steps, and one interrupted midway is repaired by the next.
+
+The removal of stale keys walks the scope with a cursor, a few keys per script call; the tests make
+the step tiny so every chunk boundary is crossed, on fakeredis and the real redis-server (with more
+than 512 keys, so that Redis keeps the hash as a table and HSCAN really walks it in steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from shard_operator.cache import CacheWriter
+from shard_operator.cache import writer as writer_module
+from shard_operator.errors import StorageError
+from shard_operator.keys import namespace_key, objects_key, versions_key
+
+KIND = "widgets.v1.example.com"
+
+
+@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.redis)])
+def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    if request.param == "fakeredis":
+        made: redis.Redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        made = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    yield made
+    made.close()
+
+
+@pytest.fixture(autouse=True)
+def tiny_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "_SCAN", 3)
+
+
+def obj(name: str, rv: int, namespace: str = "ns1") -> dict[str, Any]:
+    return {"kind": "Widget", "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(rv)}}
+
+
+def cached(client: redis.Redis) -> dict[str, str]:
+    return {key.decode(): rv.decode() for key, rv in client.hgetall(versions_key(KIND)).items()}
+
+
+def test_a_relist_over_many_steps_removes_exactly_the_keys_it_lacks(client):
+    writer = CacheWriter(client)
+    writer.upsert_many(KIND, [obj(f"a{i}", 1) for i in range(700)] + [obj(f"b{i}", 1, "ns2") for i in range(10)])
+    listed = [obj(f"a{i}", 2) for i in range(0, 700, 2)] + [obj(f"b{i}", 2, "ns2") for i in range(10)]
+    assert writer.replace(KIND, listed, resource_version="2") == 350
+    assert cached(client) == {f"{o['metadata']['namespace']}/{o['metadata']['name']}": "2" for o in listed}
+    assert client.scard(namespace_key(KIND, "ns1")) == 350
+    assert not list(client.scan_iter(match="*replace:*")), "the relist's token set is deleted"
+
+
+def test_a_namespace_relist_in_steps_touches_only_its_namespace_and_keeps_newer_objects(client):
+    writer = CacheWriter(client)
+    writer.upsert_many(KIND, [obj(f"a{i}", 1) for i in range(12)] + [obj("late", 9), obj("other", 1, "ns2")])
+    assert writer.replace(KIND, [obj("a0", 5)], namespace="ns1", resource_version="5") == 11
+    assert cached(client) == {"ns1/a0": "5", "ns1/late": "9", "ns2/other": "1"}
+
+
+def test_a_relist_interrupted_midway_then_a_new_relist_ends_with_exactly_the_listed_objects(client, monkeypatch):
+    writer = CacheWriter(client)
+    writer.upsert_many(KIND, [obj(f"old{i}", 1) for i in range(700)])
+    step, calls = writer._replace_step, []
+
+    def dies_after_two(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 2:
+            raise StorageError("the leader lost Redis mid-relist")
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "_replace_step", dies_after_two)
+    with pytest.raises(StorageError):
+        writer.replace(KIND, [obj(f"new{i}", 2) for i in range(10)], resource_version="2")
+    partial = cached(client)
+    assert {f"ns1/new{i}" for i in range(10)} <= set(partial), "the listed objects were written first"
+    assert len(partial) > 10, "stale keys were left behind by the interruption"
+    monkeypatch.setattr(writer, "_replace_step", step)
+    final = [obj(f"new{i}", 3) for i in range(5, 15)]
+    writer.replace(KIND, final, resource_version="3")
+    assert cached(client) == {f"ns1/new{i}": "3" for i in range(5, 15)}
+    assert sorted(client.hkeys(objects_key(KIND))) == sorted(f"ns1/new{i}".encode() for i in range(5, 15))
+    assert client.scard(namespace_key(KIND, "ns1")) == 10
