@@ -74,9 +74,11 @@ def test_every_widget_is_reconciled_status_writes_trigger_nothing_spec_changes_d
         assert manager.metric("shard_operator_api_requests_total", verb=verb) == 0
     assert manager.metric("shard_operator_api_requests_total", verb="patch",
                           resource=f"{WIDGETS.name}/status") <= successes(manager) + 10
-    # …and by the API server itself.
+    # …and by the API server itself: no GET at all, and not one LIST per reconcile (about 230 ran since
+    # `lists` was read). The control plane is shared by the session, so other clients (managers of other
+    # tests, a relisting informer) may add a LIST or two; the workers' own zero is asserted above.
     assert apiserver_requests(control_plane, "GET") == gets
-    assert apiserver_requests(control_plane, "LIST") == lists
+    assert apiserver_requests(control_plane, "LIST") - lists <= 3
     assert kube.counter.total("get") == 0 and kube.counter.total("list") == 0
 
     # The metrics of every process are served by the manager.
