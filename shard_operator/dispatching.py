@@ -29,8 +29,10 @@ class EventDispatcher:
     ``Handler``):
 
     1. The event is written to the shared cache first (an older or replayed version never overwrites
-       a newer one: see :class:`~shard_operator.cache.CacheWriter`). So a worker that takes a key this
-       event queued reads at least this event's version of the object (I2).
+       a newer one; a resync, ``old is new``, is not written: its objects are the informer's
+       fingerprints and the cache already holds the full object; see
+       :class:`~shard_operator.cache.CacheWriter`). So a worker that takes a key this event queued
+       reads at least this event's version of the object (I2).
     2. Every handler maps the event to keys (its predicates may drop it); the keys of all handlers are
        collected in order, without duplicates.
     3. The keys are added to the work queue in one round trip; keys already waiting are not added
@@ -53,7 +55,8 @@ class EventDispatcher:
 
     def dispatch(self, event: Event) -> int:
         """Cache, map and queue ``event`` (see the class contract); returns how many keys became dirty."""
-        self.cache.apply(self.kind, event)
+        if event.old is not event.new:
+            self.cache.apply(self.kind, event)
         keys = dict.fromkeys(key for handler in self.handlers for key in handler.keys_for(event))
         if not keys:
             return 0

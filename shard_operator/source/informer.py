@@ -37,7 +37,11 @@ class Informer:
     - ``on_list(namespace, objects, resource_version)`` receives the full state after every list,
       before its events: a cache replaces that scope with it.
     - ``has_synced`` turns true once every scope has been listed, and stays true.
-    - ``resync_period`` (off by default) re-delivers every known object as MODIFIED with old == new.
+    - ``old`` objects are fingerprints (:func:`~shard_operator.source.event.fingerprint`): the
+      informer keeps per key only identity, version and the metadata predicates and ``Owns`` read,
+      so the leader's memory grows with the number of keys; the shared cache holds the full objects.
+    - ``resync_period`` (off by default) re-delivers every known object as MODIFIED with old == new
+      (the same fingerprint, so handlers see a resync and the cache is not rewritten).
     - ``stop()`` returns within about a second: it interrupts the open watches.
     - Failures back off (``backoff``; at least ``Retry-After`` on a 429); ``retry_now()`` ends the
       waits after failures that were not 429s, for a caller that knows their cause has gone.
@@ -141,7 +145,7 @@ class Informer:
         return sum(reflector.relists for reflector in self._reflectors)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The informer's last known state of ``key`` (``namespace/name``), or None."""
+        """The fingerprint of ``key``'s (``namespace/name``) last known state, or None."""
         with self._lock:
             for reflector in self._reflectors:
                 if key in reflector.store:
@@ -149,7 +153,7 @@ class Informer:
         return None
 
     def list(self) -> list[dict[str, Any]]:
-        """A snapshot of every object the informer knows."""
+        """A snapshot of the fingerprints of every object the informer knows."""
         with self._lock:
             return [obj for reflector in self._reflectors for obj in reflector.store.values()]
 

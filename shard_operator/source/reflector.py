@@ -3,9 +3,11 @@
 :class:`Reflector` is client-go's reflector: a paged LIST, then a WATCH from the list's
 resourceVersion that resumes from the last version seen when the connection drops or the server ends
 it, a fresh LIST when the version is gone (HTTP 410 or an ``ERROR`` event with code 410), and
-jittered backoff on every other failure (at least ``Retry-After`` on 429). It keeps the scope's
-objects in a local store so that it can hand the informer ``old`` objects and, after a relist, the
-differences as events. :class:`~shard_operator.source.informer.Informer` runs one per scope.
+jittered backoff on every other failure (at least ``Retry-After`` on 429). It keeps a
+:func:`~shard_operator.source.event.fingerprint` of each of the scope's objects (identity, version
+and the metadata predicates read, not the whole object: the leader's memory grows with the number of
+keys, not with the objects' size) so that it can hand the informer ``old`` objects and, after a
+relist, the differences as events. :class:`~shard_operator.source.informer.Informer` runs one per scope.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from shard_operator.errors import GoneError, TooManyRequestsError
 from shard_operator.kube import status_error
 from shard_operator.source.backoff import Backoff
-from shard_operator.source.event import Event, EventType, Handler, Transform
+from shard_operator.source.event import Event, EventType, Handler, Transform, fingerprint
 from shard_operator.source.resource import ListWatch, object_key
 
 __all__ = ["ListHook", "Reflector"]
@@ -30,7 +32,8 @@ ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
 
 
 class Reflector:
-    """Keeps ``store`` equal to the API server's objects in ``namespace`` and reports each change.
+    """Keeps ``store`` (key to fingerprint) equal to the API server's objects in ``namespace`` and
+    reports each change.
 
     ``handler`` and ``on_list`` run in the reflector's thread while ``lock`` is held, so the
     informer's handlers never run concurrently. If either raises, the reflector backs off and relists:
@@ -126,14 +129,18 @@ class Reflector:
                 break
             if self._stop.is_set():
                 return
-        fresh = {}
+        listed: list[dict[str, Any]] = []
+        fresh: dict[str, dict[str, Any]] = {}
         for item in items:
             obj = self._transform(item) if self._transform else item
-            fresh[object_key(obj)] = obj
+            listed.append(obj)
+            fresh[object_key(obj)] = fingerprint(obj)
+        del items
         with self._lock:
             events = [Event(EventType.DELETED, key, old, None)
                       for key, old in self.store.items() if key not in fresh]
-            for key, obj in fresh.items():
+            for obj in listed:
+                key = object_key(obj)
                 old = self.store.get(key)
                 if old is None:
                     events.append(Event(EventType.ADDED, key, None, obj))
@@ -144,7 +151,7 @@ class Reflector:
             self.relists += 1
             try:
                 if self._on_list is not None:
-                    self._on_list(self.namespace, list(fresh.values()), page.resource_version)
+                    self._on_list(self.namespace, listed, page.resource_version)
                 for event in events:
                     self._handler(event)
             except Exception as exc:
@@ -187,7 +194,7 @@ class Reflector:
                     self.store.pop(key, None)
                     event = Event(EventType.DELETED, key, obj, None)
                 else:
-                    self.store[key] = obj
+                    self.store[key] = fingerprint(obj)
                     event = Event(EventType.ADDED if old is None else EventType.MODIFIED, key, old, obj)
                 self.resource_version = version or self.resource_version
                 try:

@@ -3,7 +3,8 @@
 A :class:`Resource` names any API resource (core or grouped, namespaced or cluster-scoped) so one
 informer serves every kind. :class:`ApiListWatch` is the only place in :mod:`shard_operator.source`
 that touches the ``kubernetes`` client: it calls ``ApiClient.call_api`` with raw responses and
-``json.loads`` (much faster than the client's model deserialization) and maps failures through
+decodes them itself (much faster than the client's model deserialization; with ``orjson`` when it is
+installed, about twice as fast again as ``json``) and maps failures through
 :mod:`shard_operator.kube`. The reflector talks to it through the :class:`ListWatch` protocol, so
 tests can put a fake in its place.
 """
@@ -11,13 +12,17 @@ tests can put a fake in its place.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shard_operator.kube import raw_request
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is optional
+    from json import loads as _loads  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -105,7 +110,7 @@ class ApiListWatch:
             query.append(("continue", continue_token))
         response = self._get(namespace, query, self._list_timeout)
         try:
-            body = json.loads(response.data)
+            body = _loads(response.data)
         finally:
             response.release_conn()
         meta = body.get("metadata") or {}
@@ -135,9 +140,9 @@ class ApiListWatch:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield _loads(line)
             if buffer.strip():
-                yield json.loads(buffer)
+                yield _loads(buffer)
         finally:
             with self._lock:
                 self._responses.discard(response)
