@@ -185,7 +185,43 @@ class RoundTrips:
         redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
 
 
-def leader(redis_url: str, kind: str, count: int, transform: bool) -> tuple[Any, Any, Any, Any]:
+def streaming_cache(client: Any) -> Any:
+    """A ``CacheWriter`` whose ``replace`` reads its objects once (the change proposed to
+    :mod:`shard_operator.cache.writer` so that ``Informer(on_list_streamed=...)`` can feed it)."""
+    import uuid
+
+    from shard_operator import keys
+    from shard_operator.cache import CacheWriter
+    from shard_operator.source import object_key
+    from shard_operator.storage import redis_errors
+
+    class StreamingCacheWriter(CacheWriter):
+        def replace(self, kind: str, objects: Any, *, namespace: str | None = None,
+                    resource_version: str | None = None) -> int:
+            names: list[str] = []
+
+            def named() -> Iterator[dict[str, Any]]:
+                for obj in objects:
+                    names.append(object_key(obj))
+                    yield obj
+
+            self.upsert_many(kind, named())
+            listed = keys.replace_key(kind, uuid.uuid4().hex)
+            with redis_errors():
+                pipe = self._redis.pipeline(transaction=False)
+                for start in range(0, len(names), 500):
+                    pipe.sadd(listed, *names[start:start + 500])
+                pipe.expire(listed, 600)
+                self._replace(keys=[keys.objects_key(kind)],
+                              args=[keys.kind_prefix(kind), listed, resource_version or "", namespace or ""],
+                              client=pipe)
+                return int(pipe.execute()[-1])
+
+    return StreamingCacheWriter(client)
+
+
+def leader(redis_url: str, kind: str, count: int, transform: bool,
+           stream: bool = False) -> tuple[Any, Any, Any, Any]:
     import redis
 
     from shard_operator.cache import CacheWriter
@@ -196,11 +232,12 @@ def leader(redis_url: str, kind: str, count: int, transform: bool) -> tuple[Any,
     from shard_operator.source import drop_managed_fields
 
     client = redis.Redis.from_url(redis_url)
-    cache, queue = CacheWriter(client), WorkQueue(client, Keys.for_controller("scale"))
+    cache = streaming_cache(client) if stream else CacheWriter(client)
+    queue = WorkQueue(client, Keys.for_controller("scale"))
     return client, cache, queue, (EventDispatcher, For, drop_managed_fields if transform else None)
 
 
-def run_sync(redis_url: str, kind: str, count: int, transform: bool) -> dict[str, Any]:
+def run_sync(redis_url: str, kind: str, count: int, transform: bool, stream: bool) -> dict[str, Any]:
     import gc
 
     import redis
@@ -212,14 +249,16 @@ def run_sync(redis_url: str, kind: str, count: int, transform: bool) -> dict[str
     admin.config_set("slowlog-log-slower-than", 20000)
     admin.slowlog_reset()
     base_memory = int(admin.info("memory")["used_memory"])
-    _client, cache, queue, (dispatcher_type, for_type, transform_fn) = leader(redis_url, kind, count, transform)
+    _client, cache, queue, (dispatcher_type, for_type, transform_fn) = leader(redis_url, kind, count, transform,
+                                                                                stream)
     resource, lw = stub_list_watch(kind, count)
     dispatcher = dispatcher_type(resource.name, [for_type(resource)], cache=cache, queue=queue, controller="scale")
     gc.collect()
     rss_before = rss_mb()
     started = time.monotonic()
-    informer = Informer(resource, dispatcher, list_watch=lw, transform=transform_fn,
-                        on_list=cache.list_hook_for(resource.name)).start()
+    hook = cache.list_hook_for(resource.name)
+    lists = {"on_list_streamed": hook} if stream else {"on_list": hook}
+    informer = Informer(resource, dispatcher, list_watch=lw, transform=transform_fn, **lists).start()
     assert informer.wait_for_sync(600), "no sync"
     synced = time.monotonic() - started
     gc.collect()
@@ -236,7 +275,7 @@ def run_sync(redis_url: str, kind: str, count: int, transform: bool) -> dict[str
                              str(count)], capture_output=True, text=True, check=True)
     informer.stop()
     return {
-        "scenario": "sync", "kind": kind, "objects": count, "transform": transform,
+        "scenario": "sync", "kind": kind, "objects": count, "transform": transform, "streamed_list": stream,
         "list_and_sync_s": round(synced, 2),
         "leader_rss_mb": round(rss_after, 1), "leader_peak_rss_mb": round(rss_mb("VmHWM"), 1),
         "leader_rss_growth_mb": round(rss_after - rss_before, 1),
@@ -336,7 +375,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["sync", "ingest"], default=None)
     parser.add_argument("--label", default="", help="saved in the JSON (e.g. before/after)")
     parser.add_argument("--scenarios", nargs="+", default=["pods:1", "pods:0", "crs:1"],
-                        help="kind:transform pairs for the sync runs (transform 1 drops managedFields)")
+                        help="kind:transform[:stream] for the sync runs (transform 1 drops managedFields; "
+                             "stream lists through on_list_streamed)")
     parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 4000])
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -348,7 +388,8 @@ def main() -> None:
         return
     if args.sync:
         url, kind, count, transform = args.sync
-        print(json.dumps(run_sync(url, kind, int(count), transform == "1")))
+        transform, _, stream = transform.partition(":")
+        print(json.dumps(run_sync(url, kind, int(count), transform == "1", stream == "stream")))
         return
     if args.ingest:
         url, count, rate, events = args.ingest
@@ -365,7 +406,7 @@ def main() -> None:
         if args.only in (None, "sync"):
             for count in args.counts:
                 for scenario in args.scenarios:
-                    kind, transform = scenario.split(":")
+                    kind, transform = scenario.split(":", 1)
                     results.append(child(["--sync", url, kind, str(count), transform]))
         if args.only in (None, "ingest"):
             results.append(child(["--ingest", url, "1000", "max", "20000"]))

@@ -30,7 +30,8 @@ class EventDispatcher:
 
     1. The event is written to the shared cache first (an older or replayed version never overwrites
        a newer one; a resync, ``old is new``, is not written: its objects are the informer's
-       fingerprints and the cache already holds the full object; see
+       fingerprints and the cache already holds the full object; nor is an event of a streamed
+       relist, ``listed``: the list hook wrote the scope; see
        :class:`~shard_operator.cache.CacheWriter`). So a worker that takes a key this event queued
        reads at least this event's version of the object (I2).
     2. Every handler maps the event to keys (its predicates may drop it); the keys of all handlers are
@@ -55,7 +56,7 @@ class EventDispatcher:
 
     def dispatch(self, event: Event) -> int:
         """Cache, map and queue ``event`` (see the class contract); returns how many keys became dirty."""
-        if event.old is not event.new:
+        if event.old is not event.new and not event.listed:
             self.cache.apply(self.kind, event)
         keys = dict.fromkeys(key for handler in self.handlers for key in handler.keys_for(event))
         if not keys:

@@ -11,7 +11,7 @@ from shard_operator.source.event import (
     fingerprint,
 )
 from shard_operator.source.informer import Informer
-from shard_operator.source.reflector import ListHook, Reflector
+from shard_operator.source.reflector import ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListPage, ListWatch, Resource, object_key
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ListWatch",
     "Reflector",
     "Resource",
+    "StreamingListHook",
     "Transform",
     "drop_managed_fields",
     "fingerprint",

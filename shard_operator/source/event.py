@@ -37,12 +37,16 @@ class Event:
     is the object's final state as the watch delivered it, or the fingerprint of the last state the
     informer knew when the deletion was found by a relist. A resync delivers MODIFIED with ``old``
     and ``new`` the same fingerprint. ``key`` is ``namespace/name`` (``name`` if cluster-scoped).
+
+    ``listed`` marks the differences found by a streamed relist (``on_list_streamed``): the list
+    hook has already written the whole objects, and ``new`` too is only the fingerprint.
     """
 
     type: EventType
     key: str
     old: dict[str, Any] | None
     new: dict[str, Any] | None
+    listed: bool = False
 
     @property
     def object(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from shard_operator.errors import GoneError, TooManyRequestsError
@@ -23,12 +23,17 @@ from shard_operator.source.backoff import Backoff
 from shard_operator.source.event import Event, EventType, Handler, Transform, fingerprint
 from shard_operator.source.resource import ListWatch, object_key
 
-__all__ = ["ListHook", "Reflector"]
+__all__ = ["ListHook", "Reflector", "StreamingListHook"]
 
 log = logging.getLogger(__name__)
 
 ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
 """Called after every (re)list with the scope's namespace (None: all), the objects and the list's version."""
+
+StreamingListHook = Callable[[str | None, Iterator[dict[str, Any]], str], None]
+"""Like :data:`ListHook`, but the objects arrive page by page while the list is read, to be consumed
+once: the reflector never holds the whole list. The hook must consume the iterator to its end (an
+API failure or a stop while listing raises out of it, so a partial list is never taken as whole)."""
 
 
 class Reflector:
@@ -49,7 +54,9 @@ class Reflector:
     def __init__(self, list_watch: ListWatch, namespace: str | None, *, handler: Handler,
                  on_list: ListHook | None, transform: Transform | None, lock: threading.RLock,
                  stop_event: threading.Event, page_size: int = 500, watch_timeout: int = 45,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, on_list_streamed: StreamingListHook | None = None) -> None:
+        if on_list is not None and on_list_streamed is not None:
+            raise ValueError("give on_list or on_list_streamed, not both")
         self.namespace = namespace
         self.store: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
@@ -58,6 +65,7 @@ class Reflector:
         self._lw = list_watch
         self._handler = handler
         self._on_list = on_list
+        self._on_list_streamed = on_list_streamed
         self._transform = transform
         self._lock = lock
         self._stop = stop_event
@@ -112,6 +120,9 @@ class Reflector:
         return f"namespace {self.namespace}" if self.namespace else "all namespaces"
 
     def _list(self) -> None:
+        if self._on_list_streamed is not None:
+            self._list_streamed(self._on_list_streamed)
+            return
         items: list[dict[str, Any]] = []
         token: str | None = None
         restarted = False
@@ -163,6 +174,63 @@ class Reflector:
         self._backoff.reset()
         log.debug("%s: listed %d objects at %s", self._scope, len(fresh), page.resource_version)
 
+    def _list_streamed(self, on_list: StreamingListHook) -> None:
+        """List page by page into ``on_list``, keeping only fingerprints; the ADDED and MODIFIED
+        events that follow carry the listed object's fingerprint as ``new`` and ``listed=True``
+        (the hook has written the whole objects)."""
+        first = self._lw.list(self.namespace, limit=self._page_size, continue_token=None)
+        fresh: dict[str, dict[str, Any]] = {}
+        failure: list[BaseException] = []
+
+        def objects() -> Iterator[dict[str, Any]]:
+            page = first
+            try:
+                while True:
+                    for item in page.items:
+                        obj = self._transform(item) if self._transform else item
+                        fresh[object_key(obj)] = fingerprint(obj)
+                        yield obj
+                    if not page.continue_token:
+                        return
+                    if self._stop.is_set():
+                        raise _ListAborted
+                    page = self._lw.list(self.namespace, limit=self._page_size,
+                                         continue_token=page.continue_token)
+            except BaseException as exc:  # an API failure: re-raised as itself, not as the hook's
+                failure.append(exc)
+                raise
+
+        with self._lock:
+            previous = self.store
+            try:
+                on_list(self.namespace, objects(), first.resource_version)
+            except Exception as exc:
+                if failure:
+                    if isinstance(failure[0], _ListAborted):
+                        return
+                    raise failure[0] from None
+                raise _HandlerFailed from exc
+            events = [Event(EventType.DELETED, key, old, None, listed=True)
+                      for key, old in previous.items() if key not in fresh]
+            for key, new in fresh.items():
+                old = previous.get(key)
+                if old is None:
+                    events.append(Event(EventType.ADDED, key, None, new, listed=True))
+                elif _version(old) != _version(new):
+                    events.append(Event(EventType.MODIFIED, key, old, new, listed=True))
+            self.store = fresh
+            self.resource_version = first.resource_version
+            self.relists += 1
+            try:
+                for event in events:
+                    self._handler(event)
+            except Exception as exc:
+                self.store = previous  # as in _list: the next list delivers every event again (I2)
+                raise _HandlerFailed from exc
+        self.synced.set()
+        self._backoff.reset()
+        log.debug("%s: listed %d objects at %s", self._scope, len(fresh), first.resource_version)
+
     def _watch(self) -> None:
         assert self.resource_version is not None
         stream = self._lw.watch(self.namespace, resource_version=self.resource_version,
@@ -208,6 +276,10 @@ class Reflector:
                         self.store[key] = old
                     raise _HandlerFailed from exc
             self._backoff.reset()
+
+
+class _ListAborted(Exception):
+    """The informer stopped while a streamed list was being read."""
 
 
 class _HandlerFailed(Exception):
