@@ -322,7 +322,7 @@ def event_lines(count: int, events: int, rate: float | None, sent: list[float]) 
         yield ("\n".join(lines) + "\n").encode()
 
 
-def run_ingest(redis_url: str, count: int, rate: float | None, events: int) -> dict[str, Any]:
+def run_ingest(redis_url: str, count: int, rate: float | None, events: int, batch: bool) -> dict[str, Any]:
     import redis
 
     from shard_operator.source import Informer
@@ -339,19 +339,26 @@ def run_ingest(redis_url: str, count: int, rate: float | None, events: int) -> d
         if event.new is not None and int(event.new["metadata"]["resourceVersion"]) > 1000 + count:
             done.append(time.monotonic())
 
+    def handle_many(events: list[Any]) -> None:
+        dispatcher.dispatch_many(events)
+        now = time.monotonic()
+        done.extend(now for event in events if event.new is not None
+                    and int(event.new["metadata"]["resourceVersion"]) > 1000 + count)
+
     trips = RoundTrips()
+    batching = {"handler_many": handle_many} if batch else {}
     informer = Informer(resource, handle, list_watch=lw, transform=transform_fn,
-                        on_list=cache.list_hook_for(resource.name)).start()
+                        on_list=cache.list_hook_for(resource.name), **batching).start()
     assert informer.wait_for_sync(600)
     trips.count = 0
     deadline = time.monotonic() + 120
     while len(done) < events and time.monotonic() < deadline:
         time.sleep(0.05)
     informer.stop()
-    lags = sorted(d - s for d, s in zip(done, sent, strict=False))
+    lags = sorted(max(0.0, d - s) for d, s in zip(done, sent, strict=False))
     elapsed = done[-1] - sent[0] if done else float("inf")
     return {
-        "scenario": "ingest", "objects": count, "offered_rate": rate, "events": len(done),
+        "scenario": "ingest", "objects": count, "batched": batch, "offered_rate": rate, "events": len(done),
         "events_per_s": round(len(done) / elapsed), "lag_p50_ms": round(lags[len(lags) // 2] * 1000, 1),
         "lag_p99_ms": round(lags[int(len(lags) * 0.99)] * 1000, 1), "lag_max_ms": round(lags[-1] * 1000, 1),
         "current_within_1s": lags[-1] < 1.0, "redis_round_trips_per_event": round(trips.count / max(1, len(done)), 2),
@@ -378,6 +385,8 @@ def main() -> None:
                         help="kind:transform[:stream] for the sync runs (transform 1 drops managedFields; "
                              "stream lists through on_list_streamed)")
     parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 4000])
+    parser.add_argument("--ingest-modes", nargs="+", choices=["single", "batch"], default=["single", "batch"],
+                        help="single: one event per handler call (main's path); batch: handler_many")
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--sync", nargs=4, help=argparse.SUPPRESS)
@@ -393,7 +402,9 @@ def main() -> None:
         return
     if args.ingest:
         url, count, rate, events = args.ingest
-        print(json.dumps(run_ingest(url, int(count), None if rate == "max" else float(rate), int(events))))
+        rate, _, batch = rate.partition(":")
+        print(json.dumps(run_ingest(url, int(count), None if rate == "max" else float(rate), int(events),
+                                    batch == "batch")))
         return
 
     from shard_operator.testing.redis_server import RedisServer
@@ -409,9 +420,11 @@ def main() -> None:
                     kind, transform = scenario.split(":", 1)
                     results.append(child(["--sync", url, kind, str(count), transform]))
         if args.only in (None, "ingest"):
-            results.append(child(["--ingest", url, "1000", "max", "20000"]))
-            for rate in args.rates:
-                results.append(child(["--ingest", url, "1000", str(rate), str(int(rate * 5))]))
+            for mode in args.ingest_modes:
+                suffix = ":batch" if mode == "batch" else ""
+                results.append(child(["--ingest", url, "1000", "max" + suffix, "20000"]))
+                for rate in args.rates:
+                    results.append(child(["--ingest", url, "1000", f"{rate}{suffix}", str(int(rate * 5))]))
     finally:
         if server is not None:
             server.stop()

@@ -11,13 +11,14 @@ from shard_operator.source.event import (
     fingerprint,
 )
 from shard_operator.source.informer import Informer
-from shard_operator.source.reflector import ListHook, Reflector, StreamingListHook
+from shard_operator.source.reflector import BatchHandler, ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListPage, ListWatch, Resource, object_key
 
 __all__ = [
     "FINGERPRINT_FIELDS",
     "ApiListWatch",
     "Backoff",
+    "BatchHandler",
     "Event",
     "EventType",
     "Handler",

@@ -26,7 +26,7 @@ class EventType(enum.StrEnum):
     DELETED = "DELETED"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One change: ``old`` is None for ADDED, ``new`` is None for DELETED.
 
@@ -93,10 +93,20 @@ def fingerprint(obj: dict[str, Any]) -> dict[str, Any]:
         value = slim.get(name)
         if isinstance(value, str):
             slim[name] = sys.intern(value)
+    labels = slim.get("labels")
+    if isinstance(labels, dict):  # replicas share their labels: one copy of each string
+        slim["labels"] = {_intern(k): _intern(v) for k, v in labels.items()}
+    annotations = slim.get("annotations")
+    if isinstance(annotations, dict):
+        slim["annotations"] = {_intern(k): v for k, v in annotations.items()}
     head: dict[str, Any] = {}
     for name in ("apiVersion", "kind"):
         if isinstance(obj.get(name), str):
             head[name] = sys.intern(obj[name])
     head["metadata"] = slim
     return head
+
+
+def _intern(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) and len(value) <= 64 else value
 

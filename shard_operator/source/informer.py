@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shard_operator.errors import ConfigError
 from shard_operator.source.backoff import Backoff
 from shard_operator.source.event import Event, EventType, Handler, Transform, drop_managed_fields
-from shard_operator.source.reflector import ListHook, Reflector, StreamingListHook
+from shard_operator.source.reflector import BatchHandler, ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListWatch, Resource
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ class Informer:
       the objects page by page as they are read (a one-pass iterator), so the leader never holds a
       whole list; the events of such a relist carry fingerprints as ``new`` and ``listed=True``.
     - ``has_synced`` turns true once every scope has been listed, and stays true.
+    - ``handler_many(events)``, when given, receives instead the watch events that arrived together
+      (one read of the stream), in order, so the leader can write and queue them in one round trip
+      each; relist differences and resyncs still go to ``handler``.
     - ``old`` objects are fingerprints (:func:`~shard_operator.source.event.fingerprint`): the
       informer keeps per key only identity, version and the metadata predicates and ``Owns`` read,
       so the leader's memory grows with the number of keys; the shared cache holds the full objects.
@@ -57,7 +60,8 @@ class Informer:
                  transform: Transform | None = drop_managed_fields, on_list: ListHook | None = None,
                  resync_period: float | None = None, page_size: int = 500, watch_timeout: int = 45,
                  backoff: Backoff | None = None, name: str | None = None,
-                 on_list_streamed: StreamingListHook | None = None) -> None:
+                 on_list_streamed: StreamingListHook | None = None,
+                 handler_many: BatchHandler | None = None) -> None:
         if list_watch is None:
             if api_client is None:
                 raise ConfigError("an Informer needs an api_client or a list_watch")
@@ -85,7 +89,7 @@ class Informer:
         template = backoff or Backoff()
         self._reflectors = [
             Reflector(list_watch, scope, handler=handler, on_list=on_list, on_list_streamed=on_list_streamed,
-                      transform=transform,
+                      handler_many=handler_many, transform=transform,
                       lock=self._lock, stop_event=self._stop, page_size=page_size,
                       watch_timeout=watch_timeout,
                       backoff=Backoff(template.initial, template.maximum, template.factor, template.jitter))

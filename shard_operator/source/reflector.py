@@ -23,12 +23,16 @@ from shard_operator.source.backoff import Backoff
 from shard_operator.source.event import Event, EventType, Handler, Transform, fingerprint
 from shard_operator.source.resource import ListWatch, object_key
 
-__all__ = ["ListHook", "Reflector", "StreamingListHook"]
+__all__ = ["BatchHandler", "ListHook", "Reflector", "StreamingListHook"]
 
 log = logging.getLogger(__name__)
 
 ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
 """Called after every (re)list with the scope's namespace (None: all), the objects and the list's version."""
+
+BatchHandler = Callable[[list[Event]], None]
+"""Handles the watch events that arrived together, in order, as one call (the leader pipelines their
+cache writes and queue adds); if it raises, none of them counts as handled."""
 
 StreamingListHook = Callable[[str | None, Iterator[dict[str, Any]], str], None]
 """Like :data:`ListHook`, but the objects arrive page by page while the list is read, to be consumed
@@ -54,7 +58,8 @@ class Reflector:
     def __init__(self, list_watch: ListWatch, namespace: str | None, *, handler: Handler,
                  on_list: ListHook | None, transform: Transform | None, lock: threading.RLock,
                  stop_event: threading.Event, page_size: int = 500, watch_timeout: int = 45,
-                 backoff: Backoff | None = None, on_list_streamed: StreamingListHook | None = None) -> None:
+                 backoff: Backoff | None = None, on_list_streamed: StreamingListHook | None = None,
+                 handler_many: BatchHandler | None = None) -> None:
         if on_list is not None and on_list_streamed is not None:
             raise ValueError("give on_list or on_list_streamed, not both")
         self.namespace = namespace
@@ -64,6 +69,7 @@ class Reflector:
         self.relists = 0
         self._lw = list_watch
         self._handler = handler
+        self._handler_many = handler_many
         self._on_list = on_list
         self._on_list_streamed = on_list_streamed
         self._transform = transform
@@ -210,14 +216,7 @@ class Reflector:
                         return
                     raise failure[0] from None
                 raise _HandlerFailed from exc
-            events = [Event(EventType.DELETED, key, old, None, listed=True)
-                      for key, old in previous.items() if key not in fresh]
-            for key, new in fresh.items():
-                old = previous.get(key)
-                if old is None:
-                    events.append(Event(EventType.ADDED, key, None, new, listed=True))
-                elif _version(old) != _version(new):
-                    events.append(Event(EventType.MODIFIED, key, old, new, listed=True))
+            events = self._differences(previous, fresh)
             self.store = fresh
             self.resource_version = first.resource_version
             self.relists += 1
@@ -231,50 +230,82 @@ class Reflector:
         self._backoff.reset()
         log.debug("%s: listed %d objects at %s", self._scope, len(fresh), first.resource_version)
 
+    @staticmethod
+    def _differences(previous: dict[str, dict[str, Any]], fresh: dict[str, dict[str, Any]]) -> Iterator[Event]:
+        """The events of a streamed relist, made one at a time (not a list of them all)."""
+        for key, gone in previous.items():
+            if key not in fresh:
+                yield Event(EventType.DELETED, key, gone, None, listed=True)
+        for key, new in fresh.items():
+            old = previous.get(key)
+            if old is None:
+                yield Event(EventType.ADDED, key, None, new, listed=True)
+            elif _version(old) != _version(new):
+                yield Event(EventType.MODIFIED, key, old, new, listed=True)
+
     def _watch(self) -> None:
         assert self.resource_version is not None
-        stream = self._lw.watch(self.namespace, resource_version=self.resource_version,
-                                timeout_seconds=self._watch_timeout)
+        stream: Iterator[Any]
+        batches: Iterable[list[dict[str, Any]]]
+        if self._handler_many is not None and hasattr(self._lw, "watch_batches"):
+            stream = batches = self._lw.watch_batches(self.namespace, resource_version=self.resource_version,
+                                                      timeout_seconds=self._watch_timeout)
+        else:
+            stream = self._lw.watch(self.namespace, resource_version=self.resource_version,
+                                    timeout_seconds=self._watch_timeout)
+            batches = ([raw] for raw in stream)
         try:
-            self._consume(stream)
+            self._consume(batches)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
 
-    def _consume(self, stream: Iterable[dict[str, Any]]) -> None:
-        for raw in stream:
+    def _consume(self, batches: Iterable[list[dict[str, Any]]]) -> None:
+        for batch in batches:
             if self._stop.is_set():
                 return
-            kind, obj = raw.get("type"), raw.get("object") or {}
-            if kind == "ERROR":
-                raise status_error(obj)
-            version = _version(obj)
-            if kind == "BOOKMARK":
-                self.resource_version = version or self.resource_version
-                continue
-            if self._transform is not None:
-                obj = self._transform(obj)
-            key = object_key(obj)
+            error: Exception | None = None
             with self._lock:
-                old = self.store.get(key)
-                if kind == "DELETED":
-                    self.store.pop(key, None)
-                    event = Event(EventType.DELETED, key, obj, None)
-                else:
-                    self.store[key] = fingerprint(obj)
-                    event = Event(EventType.ADDED if old is None else EventType.MODIFIED, key, old, obj)
-                self.resource_version = version or self.resource_version
+                events: list[Event] = []
+                undo: list[tuple[str, dict[str, Any] | None]] = []
+                for raw in batch:
+                    kind, obj = raw.get("type"), raw.get("object") or {}
+                    if kind == "ERROR":
+                        error = status_error(obj)  # raised once the events before it are handled
+                        break
+                    version = _version(obj)
+                    if kind != "BOOKMARK":
+                        if self._transform is not None:
+                            obj = self._transform(obj)
+                        key = object_key(obj)
+                        old = self.store.get(key)
+                        undo.append((key, old))
+                        if kind == "DELETED":
+                            self.store.pop(key, None)
+                            events.append(Event(EventType.DELETED, key, obj, None))
+                        else:
+                            self.store[key] = fingerprint(obj)
+                            events.append(Event(EventType.ADDED if old is None else EventType.MODIFIED,
+                                                key, old, obj))
+                    self.resource_version = version or self.resource_version
                 try:
-                    self._handler(event)
-                except Exception as exc:
-                    # Undo the store's change, so the relist that follows sees this change again and
-                    # delivers it (else it would find the store already matching and the add is lost).
-                    if old is None:
-                        self.store.pop(key, None)
+                    if self._handler_many is not None and events:
+                        self._handler_many(events)
                     else:
-                        self.store[key] = old
+                        for event in events:
+                            self._handler(event)
+                except Exception as exc:
+                    # Undo the store's changes, so the relist that follows sees them again and delivers
+                    # them (else it would find the store already matching and the adds are lost).
+                    for key, old in reversed(undo):
+                        if old is None:
+                            self.store.pop(key, None)
+                        else:
+                            self.store[key] = old
                     raise _HandlerFailed from exc
+            if error is not None:
+                raise error
             self._backoff.reset()
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["ApiListWatch", "ListPage", "ListWatch", "Resource", "object_key"]
 
 _Query = list[tuple[str, str]]
+_Batch = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,14 @@ class ApiListWatch:
 
     def watch(self, namespace: str | None, *, resource_version: str,
               timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        for batch in self.watch_batches(namespace, resource_version=resource_version,
+                                        timeout_seconds=timeout_seconds):
+            yield from batch
+
+    def watch_batches(self, namespace: str | None, *, resource_version: str,
+                      timeout_seconds: int) -> Iterator[_Batch]:
+        """Like :meth:`watch`, but each item is every event that arrived in one read from the
+        socket (one or more): a reflector with a batch handler handles them in one go."""
         query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
         # The read timeout outlasts the server's own timeout, so a healthy watch ends cleanly.
@@ -138,11 +147,11 @@ class ApiListWatch:
             for chunk in response.stream(64 * 1024, decode_content=True):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield _loads(line)
+                batch = [_loads(line) for line in lines if line.strip()]
+                if batch:
+                    yield batch
             if buffer.strip():
-                yield _loads(buffer)
+                yield [_loads(buffer)]
         finally:
             with self._lock:
                 self._responses.discard(response)

@@ -172,3 +172,20 @@ def test_a_resync_of_fingerprints_is_not_written_to_the_cache_but_still_queues_t
     assert dispatch.dispatch(Event(EventType.MODIFIED, "ns/a", slim, slim)) == 1
     assert CacheReader(client).get(WIDGETS.name, "ns/a") is None
     assert queued(client) == ["ns/a"]
+
+
+def test_a_batch_is_written_then_queued_once_and_leaves_the_state_one_by_one_would(client):
+    events = [Event(EventType.ADDED, "ns/a", None, obj("a", rv="1")),
+              Event(EventType.MODIFIED, "ns/a", obj("a", rv="1"), obj("a", rv="2", spec={"size": 2})),
+              Event(EventType.DELETED, "ns/b", obj("b", rv="3"), None),
+              Event(EventType.ADDED, "ns/b", None, obj("b", rv="4")),  # b re-created after its deletion
+              Event(EventType.ADDED, "ns/c", None, obj("c", rv="5")),
+              Event(EventType.DELETED, "ns/c", obj("c", rv="6"), None)]
+    dispatch = dispatcher(client, WIDGETS.name, For(WIDGETS, predicates=()))
+    CacheWriter(client).upsert(WIDGETS.name, obj("b", rv="2"))
+    assert dispatch.dispatch_many(events) == 3
+    reader = CacheReader(client)
+    assert reader.get(WIDGETS.name, "ns/a")["spec"] == {"size": 2}  # type: ignore[index]
+    assert reader.resource_version(WIDGETS.name, "ns/b") == "4"
+    assert reader.get(WIDGETS.name, "ns/c") is None
+    assert sorted(queued(client)) == ["ns/a", "ns/b", "ns/c"]
