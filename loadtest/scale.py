@@ -306,12 +306,14 @@ def run_worker(redis_url: str, kind: str, count: int) -> None:
 def event_lines(count: int, events: int, rate: float | None, sent: list[float]) -> Iterator[bytes]:
     """MODIFIED Widget events (a new generation each, so the default predicate passes), in chunks of
     up to 50 lines, paced at ``rate`` per second (None: as fast as they are read)."""
-    started = time.monotonic()
+    chunks = []  # encoded before the clock starts: the leader's process pays only for reading them
     for first in range(0, events, 50):
-        lines = []
-        for n in range(first, min(events, first + 50)):
-            i, rv = n % count, 1000 + count + 1 + n
-            lines.append(json.dumps({"type": "MODIFIED", "object": widget(i, rv, generation=2 + n // count)}))
+        lines = [json.dumps({"type": "MODIFIED", "object": widget(n % count, 1000 + count + 1 + n,
+                                                                  generation=2 + n // count)})
+                 for n in range(first, min(events, first + 50))]
+        chunks.append((first, lines))
+    started = time.monotonic()
+    for first, lines in chunks:
         if rate is None:
             sent.extend([time.monotonic()] * len(lines))
         else:  # the lag counts from when the event was due, so a slow reader shows as lag
