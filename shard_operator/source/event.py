@@ -98,7 +98,11 @@ def fingerprint(obj: dict[str, Any]) -> dict[str, Any]:
         slim["labels"] = {_intern(k): _intern(v) for k, v in labels.items()}
     annotations = slim.get("annotations")
     if isinstance(annotations, dict):
-        slim["annotations"] = {_intern(k): v for k, v in annotations.items()}
+        slim["annotations"] = {_intern(k): _intern(v) for k, v in annotations.items()}
+    owners = slim.get("ownerReferences")
+    if isinstance(owners, list):  # siblings share their owner: one copy of its kind, version and name
+        slim["ownerReferences"] = [{_intern(k): _intern(v) for k, v in ref.items()} if isinstance(ref, dict)
+                                   else ref for ref in owners]
     head: dict[str, Any] = {}
     for name in ("apiVersion", "kind"):
         if isinstance(obj.get(name), str):
