@@ -257,7 +257,7 @@ def run_sync(redis_url: str, kind: str, count: int, transform: bool, stream: boo
     rss_before = rss_mb()
     started = time.monotonic()
     hook = cache.list_hook_for(resource.name)
-    lists = {"on_list_streamed": hook} if stream else {"on_list": hook}
+    lists = {"on_list_streamed": hook, "handler_many": dispatcher.dispatch_many} if stream else {"on_list": hook}
     informer = Informer(resource, dispatcher, list_watch=lw, transform=transform_fn, **lists).start()
     assert informer.wait_for_sync(600), "no sync"
     synced = time.monotonic() - started

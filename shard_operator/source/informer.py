@@ -41,7 +41,8 @@ class Informer:
     - ``has_synced`` turns true once every scope has been listed, and stays true.
     - ``handler_many(events)``, when given, receives instead the watch events that arrived together
       (one read of the stream), in order, so the leader can write and queue them in one round trip
-      each; relist differences and resyncs still go to ``handler``.
+      each, and the differences of a streamed relist in batches of 500; the differences of an
+      ``on_list`` relist and resyncs still go to ``handler``.
     - ``old`` objects are fingerprints (:func:`~shard_operator.source.event.fingerprint`): the
       informer keeps per key only identity, version and the metadata predicates and ``Owns`` read,
       so the leader's memory grows with the number of keys; the shared cache holds the full objects.

@@ -12,6 +12,7 @@ relist, the differences as events. :class:`~shard_operator.source.informer.Infor
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,8 @@ from shard_operator.source.resource import ListWatch, object_key
 __all__ = ["BatchHandler", "ListHook", "Reflector", "StreamingListHook"]
 
 log = logging.getLogger(__name__)
+
+_LISTED_BATCH = 500
 
 ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
 """Called after every (re)list with the scope's namespace (None: all), the objects and the list's version."""
@@ -221,8 +224,14 @@ class Reflector:
             self.resource_version = first.resource_version
             self.relists += 1
             try:
-                for event in events:
-                    self._handler(event)
+                if self._handler_many is not None:  # a streamed relist's events go in batches too
+                    batch = list(itertools.islice(events, _LISTED_BATCH))
+                    while batch:
+                        self._handler_many(batch)
+                        batch = list(itertools.islice(events, _LISTED_BATCH))
+                else:
+                    for event in events:
+                        self._handler(event)
             except Exception as exc:
                 self.store = previous  # as in _list: the next list delivers every event again (I2)
                 raise _HandlerFailed from exc

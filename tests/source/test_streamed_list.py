@@ -108,3 +108,16 @@ def test_an_informer_takes_one_kind_of_list_hook():
     with pytest.raises(ConfigError):
         Informer(RESOURCE, lambda e: None, list_watch=FakeListWatch(), on_list=lambda *a: None,
                  on_list_streamed=lambda *a: None)
+
+
+def test_with_handler_many_the_events_of_a_streamed_list_arrive_in_batches():
+    api = FakeListWatch()
+    for i in range(5):
+        api.put(f"w{i}")
+    recorder = StreamRecorder(api)
+    batches: list[list[str]] = []
+    running = Informer(RESOURCE, recorder, list_watch=api, on_list_streamed=recorder.on_list, page_size=2,
+                       watch_timeout=1, handler_many=lambda events: batches.append([e.key for e in events]))
+    with running:
+        assert running.wait_for_sync(5)
+        assert batches == [[f"ns1/w{i}" for i in range(5)]] and recorder.events == []
