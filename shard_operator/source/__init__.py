@@ -1,14 +1,24 @@
 """List+watch informers: the leader's view of the API server, fed to the shared cache and handlers."""
 
 from shard_operator.source.backoff import Backoff
-from shard_operator.source.event import Event, EventType, Handler, Transform, drop_managed_fields
+from shard_operator.source.event import (
+    FINGERPRINT_FIELDS,
+    Event,
+    EventType,
+    Handler,
+    Transform,
+    drop_managed_fields,
+    fingerprint,
+)
 from shard_operator.source.informer import Informer
-from shard_operator.source.reflector import ListHook, Reflector
+from shard_operator.source.reflector import BatchHandler, ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListPage, ListWatch, Resource, object_key
 
 __all__ = [
+    "FINGERPRINT_FIELDS",
     "ApiListWatch",
     "Backoff",
+    "BatchHandler",
     "Event",
     "EventType",
     "Handler",
@@ -18,7 +28,9 @@ __all__ = [
     "ListWatch",
     "Reflector",
     "Resource",
+    "StreamingListHook",
     "Transform",
     "drop_managed_fields",
+    "fingerprint",
     "object_key",
 ]

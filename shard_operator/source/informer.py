@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shard_operator.errors import ConfigError
 from shard_operator.source.backoff import Backoff
 from shard_operator.source.event import Event, EventType, Handler, Transform, drop_managed_fields
-from shard_operator.source.reflector import ListHook, Reflector
+from shard_operator.source.reflector import BatchHandler, ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListWatch, Resource
 
 if TYPE_CHECKING:
@@ -35,9 +35,19 @@ class Informer:
       410 Gone, handler failure) it receives the differences from what it saw before, so a deletion
       missed while disconnected arrives as DELETED.
     - ``on_list(namespace, objects, resource_version)`` receives the full state after every list,
-      before its events: a cache replaces that scope with it.
+      before its events: a cache replaces that scope with it. ``on_list_streamed`` instead receives
+      the objects page by page as they are read (a one-pass iterator), so the leader never holds a
+      whole list; the events of such a relist carry fingerprints as ``new`` and ``listed=True``.
     - ``has_synced`` turns true once every scope has been listed, and stays true.
-    - ``resync_period`` (off by default) re-delivers every known object as MODIFIED with old == new.
+    - ``handler_many(events)``, when given, receives instead the watch events that arrived together
+      (one read of the stream), in order, so the leader can write and queue them in one round trip
+      each, and the differences of a streamed relist in batches of 500; the differences of an
+      ``on_list`` relist and resyncs still go to ``handler``.
+    - ``old`` objects are fingerprints (:func:`~shard_operator.source.event.fingerprint`): the
+      informer keeps per key only identity, version and the metadata predicates and ``Owns`` read,
+      so the leader's memory grows with the number of keys; the shared cache holds the full objects.
+    - ``resync_period`` (off by default) re-delivers every known object as MODIFIED with old == new
+      (the same fingerprint, so handlers see a resync and the cache is not rewritten).
     - ``stop()`` returns within about a second: it interrupts the open watches.
     - Failures back off (``backoff``; at least ``Retry-After`` on a 429); ``retry_now()`` ends the
       waits after failures that were not 429s, for a caller that knows their cause has gone.
@@ -50,7 +60,9 @@ class Informer:
                  label_selector: str | None = None, field_selector: str | None = None,
                  transform: Transform | None = drop_managed_fields, on_list: ListHook | None = None,
                  resync_period: float | None = None, page_size: int = 500, watch_timeout: int = 45,
-                 backoff: Backoff | None = None, name: str | None = None) -> None:
+                 backoff: Backoff | None = None, name: str | None = None,
+                 on_list_streamed: StreamingListHook | None = None,
+                 handler_many: BatchHandler | None = None) -> None:
         if list_watch is None:
             if api_client is None:
                 raise ConfigError("an Informer needs an api_client or a list_watch")
@@ -62,6 +74,8 @@ class Informer:
             raise ConfigError(f"{resource.name} is cluster-scoped: it cannot be watched per namespace")
         if namespaces is not None and not namespaces:
             raise ConfigError("namespaces must be None (all) or name at least one namespace")
+        if on_list is not None and on_list_streamed is not None:
+            raise ConfigError("give an Informer on_list or on_list_streamed, not both")
         if resync_period is not None and resync_period <= 0:
             raise ConfigError("resync_period must be positive, or None for no resync")
         self.resource = resource
@@ -75,7 +89,8 @@ class Informer:
         scopes: list[str | None] = list(dict.fromkeys(namespaces)) if namespaces is not None else [None]
         template = backoff or Backoff()
         self._reflectors = [
-            Reflector(list_watch, scope, handler=handler, on_list=on_list, transform=transform,
+            Reflector(list_watch, scope, handler=handler, on_list=on_list, on_list_streamed=on_list_streamed,
+                      handler_many=handler_many, transform=transform,
                       lock=self._lock, stop_event=self._stop, page_size=page_size,
                       watch_timeout=watch_timeout,
                       backoff=Backoff(template.initial, template.maximum, template.factor, template.jitter))
@@ -141,7 +156,7 @@ class Informer:
         return sum(reflector.relists for reflector in self._reflectors)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The informer's last known state of ``key`` (``namespace/name``), or None."""
+        """The fingerprint of ``key``'s (``namespace/name``) last known state, or None."""
         with self._lock:
             for reflector in self._reflectors:
                 if key in reflector.store:
@@ -149,7 +164,7 @@ class Informer:
         return None
 
     def list(self) -> list[dict[str, Any]]:
-        """A snapshot of every object the informer knows."""
+        """A snapshot of the fingerprints of every object the informer knows."""
         with self._lock:
             return [obj for reflector in self._reflectors for obj in reflector.store.values()]
 

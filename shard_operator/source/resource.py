@@ -3,7 +3,8 @@
 A :class:`Resource` names any API resource (core or grouped, namespaced or cluster-scoped) so one
 informer serves every kind. :class:`ApiListWatch` is the only place in :mod:`shard_operator.source`
 that touches the ``kubernetes`` client: it calls ``ApiClient.call_api`` with raw responses and
-``json.loads`` (much faster than the client's model deserialization) and maps failures through
+decodes them itself (much faster than the client's model deserialization; with ``orjson`` when it is
+installed, about twice as fast again as ``json``) and maps failures through
 :mod:`shard_operator.kube`. The reflector talks to it through the :class:`ListWatch` protocol, so
 tests can put a fake in its place.
 """
@@ -11,7 +12,6 @@ tests can put a fake in its place.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +19,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shard_operator.kube import raw_request
 
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is optional
+    from json import loads as _loads  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 __all__ = ["ApiListWatch", "ListPage", "ListWatch", "Resource", "object_key"]
 
 _Query = list[tuple[str, str]]
+_Batch = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ class ApiListWatch:
             query.append(("continue", continue_token))
         response = self._get(namespace, query, self._list_timeout)
         try:
-            body = json.loads(response.data)
+            body = _loads(response.data)
         finally:
             response.release_conn()
         meta = body.get("metadata") or {}
@@ -119,6 +125,14 @@ class ApiListWatch:
 
     def watch(self, namespace: str | None, *, resource_version: str,
               timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        for batch in self.watch_batches(namespace, resource_version=resource_version,
+                                        timeout_seconds=timeout_seconds):
+            yield from batch
+
+    def watch_batches(self, namespace: str | None, *, resource_version: str,
+                      timeout_seconds: int) -> Iterator[_Batch]:
+        """Like :meth:`watch`, but each item is every event that arrived in one read from the
+        socket (one or more): a reflector with a batch handler handles them in one go."""
         query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
         # The read timeout outlasts the server's own timeout, so a healthy watch ends cleanly.
@@ -133,11 +147,11 @@ class ApiListWatch:
             for chunk in response.stream(64 * 1024, decode_content=True):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
+                batch = [_loads(line) for line in lines if line.strip()]
+                if batch:
+                    yield batch
             if buffer.strip():
-                yield json.loads(buffer)
+                yield [_loads(buffer)]
         finally:
             with self._lock:
                 self._responses.discard(response)

@@ -114,3 +114,78 @@ def test_a_failed_cache_write_raises_storage_error_and_queues_nothing(client):
     with pytest.raises(StorageError):
         dispatch(Event(EventType.ADDED, "ns/a", None, obj("a")))
     assert queued(client) == [] and not client.hexists(KEYS.dirty, "ns/a")
+
+
+def full(name: str, rv: str, owner: str, **meta: Any) -> dict[str, Any]:
+    """A whole object as the API sends it, with metadata every predicate reads."""
+    widget = obj(name, rv, owner=owner, spec={"size": int(rv)}, status={"phase": "Ready"})
+    widget["metadata"].update(meta)
+    return widget
+
+
+UPDATES = [  # (old metadata, new metadata): one change each predicate or mapping looks at
+    ({}, {}),
+    ({"generation": 1}, {"generation": 2}),
+    ({"labels": {"a": "1"}}, {"labels": {"a": "2"}}),
+    ({"annotations": {"big": "x" * 400}}, {"annotations": {"big": "y" * 400}}),
+    ({"annotations": {"big": "x" * 400}}, {"annotations": {"big": "x" * 400}}),
+    ({"finalizers": ["f"]}, {"finalizers": []}),
+    ({}, {"deletionTimestamp": "2026-11-28T05:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize(("old_meta", "new_meta"), UPDATES)
+def test_handlers_map_an_update_from_the_old_fingerprint_as_they_do_from_the_whole_old_object(old_meta, new_meta):
+    from shard_operator.handler.predicate import (
+        AnnotationsChanged,
+        DeletionTimestampChanged,
+        FinalizersChanged,
+        GenerationChanged,
+        LabelsChanged,
+        default_for_predicate,
+    )
+    from shard_operator.source import fingerprint
+
+    old, new = full("a", "1", "owner-1", **old_meta), full("a", "2", "owner-2", **new_meta)
+    handlers = [For(WIDGETS), Owns(CONFIGMAPS, owner=WIDGETS, owner_kind="Widget"),
+                Watches(CONFIGMAPS, lambda o: [f"ns/{o['metadata'].get('labels', {}).get('a', 'none')}"])]
+    predicates = [GenerationChanged(), LabelsChanged(), AnnotationsChanged(), FinalizersChanged(),
+                  DeletionTimestampChanged(), default_for_predicate()]
+    whole = Event(EventType.MODIFIED, "ns/a", old, new)
+    slim = Event(EventType.MODIFIED, "ns/a", fingerprint(old), new)
+    assert "spec" not in slim.old  # type: ignore[operator]
+    assert [h.keys_for(slim) for h in handlers] == [h.keys_for(whole) for h in handlers]
+    assert [p(slim) for p in predicates] == [p(whole) for p in predicates]
+    assert handlers[1].keys_for(slim) == ["ns/owner-1", "ns/owner-2"]  # Owns wakes the old owner too
+
+
+def test_a_resync_of_fingerprints_is_not_written_to_the_cache_but_still_queues_the_key(client):
+    from shard_operator.source import fingerprint
+
+    dispatch = dispatcher(client, WIDGETS.name, For(WIDGETS))
+    dispatch.dispatch(Event(EventType.ADDED, "ns/a", None, obj("a", rv="5", spec={"size": 1})))
+    client.delete(KEYS.ready("s0"), KEYS.dirty)
+    slim = fingerprint(obj("a", rv="5", spec={"size": 1}))
+    client.flushall()  # the cache lost the object: a resync must not store the fingerprint in its place
+    Membership(client, KEYS, "s0").heartbeat()
+    Assigner(client, KEYS, member_ttl=60).rebalance()
+    assert dispatch.dispatch(Event(EventType.MODIFIED, "ns/a", slim, slim)) == 1
+    assert CacheReader(client).get(WIDGETS.name, "ns/a") is None
+    assert queued(client) == ["ns/a"]
+
+
+def test_a_batch_is_written_then_queued_once_and_leaves_the_state_one_by_one_would(client):
+    events = [Event(EventType.ADDED, "ns/a", None, obj("a", rv="1")),
+              Event(EventType.MODIFIED, "ns/a", obj("a", rv="1"), obj("a", rv="2", spec={"size": 2})),
+              Event(EventType.DELETED, "ns/b", obj("b", rv="3"), None),
+              Event(EventType.ADDED, "ns/b", None, obj("b", rv="4")),  # b re-created after its deletion
+              Event(EventType.ADDED, "ns/c", None, obj("c", rv="5")),
+              Event(EventType.DELETED, "ns/c", obj("c", rv="6"), None)]
+    dispatch = dispatcher(client, WIDGETS.name, For(WIDGETS, predicates=()))
+    CacheWriter(client).upsert(WIDGETS.name, obj("b", rv="2"))
+    assert dispatch.dispatch_many(events) == 3
+    reader = CacheReader(client)
+    assert reader.get(WIDGETS.name, "ns/a")["spec"] == {"size": 2}  # type: ignore[index]
+    assert reader.resource_version(WIDGETS.name, "ns/b") == "4"
+    assert reader.get(WIDGETS.name, "ns/c") is None
+    assert sorted(queued(client)) == ["ns/a", "ns/b", "ns/c"]

@@ -78,18 +78,24 @@ def test_the_informer_lists_in_pages_then_watches_and_reports_synced(api, record
     eventually(lambda: recorder.seen()[-1] == ("ADDED", "ns1/w7"))
 
 
-def test_events_carry_the_old_and_new_object(api, recorder, start):
-    api.put("a", spec={"size": 1})
+def test_events_carry_the_new_object_whole_and_the_old_one_as_its_fingerprint(api, recorder, start):
+    api.put("a", spec={"size": 1}, metadata={"generation": 1, "labels": {"app": "x"}, "uid": "u1",
+                                             "finalizers": ["f"], "annotations": {"long": "v" * 300}})
     start().wait_for_sync(5)
-    api.put("a", spec={"size": 2})
+    api.put("a", spec={"size": 2}, metadata={"generation": 2, "labels": {"app": "y"}, "uid": "u1"})
     api.remove("ns1/a")
     eventually(lambda: len(recorder.events) == 3)
     added, modified, deleted = recorder.events
     assert added.old is None and added.new["spec"] == {"size": 1}
-    assert modified.type is EventType.MODIFIED
-    assert modified.old["spec"] == {"size": 1} and modified.new["spec"] == {"size": 2}
+    assert modified.type is EventType.MODIFIED and modified.new["spec"] == {"size": 2}
+    assert "spec" not in modified.old  # the leader keeps no full copy: the shared cache has it
+    old_meta = modified.old["metadata"]
+    assert (old_meta["name"], old_meta["uid"], old_meta["generation"]) == ("a", "u1", 1)
+    assert old_meta["labels"] == {"app": "x"} and old_meta["finalizers"] == ["f"]
+    assert old_meta["annotations"] == {"long": "v" * 300}
+    assert modified.old["apiVersion"] == "example.com/v1" and modified.old["kind"] == "Widget"
     assert deleted.type is EventType.DELETED and deleted.new is None
-    assert deleted.old["spec"] == {"size": 2}
+    assert deleted.old["spec"] == {"size": 2}  # the watch's final state is whole
 
 
 def test_managed_fields_are_dropped_by_default_and_a_custom_transform_replaces_that(api, recorder, start):

@@ -84,7 +84,8 @@ def test_changes_to_custom_resources_reach_the_handler_and_the_cache(objects, na
     assert [(e.type.value, e.key) for e in events[1:]] == [
         ("ADDED", f"{namespace}/g"), ("MODIFIED", f"{namespace}/g"), ("MODIFIED", f"{namespace}/g"),
         ("DELETED", f"{namespace}/before")]
-    assert events[2].old["spec"] == {"size": 1} and events[2].new["spec"] == {"size": 2}
+    assert events[2].new["spec"] == {"size": 2} and "spec" not in events[2].old  # old: the fingerprint
+    assert (events[2].old["metadata"]["generation"], events[2].new["metadata"]["generation"]) == (1, 2)
     assert events[4].old["metadata"]["name"] == "before" and events[4].new is None
     cached = reader.get(kind, f"{namespace}/g")
     assert cached["spec"] == {"size": 2} and cached["status"] == {"phase": "Ready"}
