@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -18,7 +18,7 @@ import redis
 from shard_operator import keys
 from shard_operator.cache.scripts import DELETE, REPLACE_STEP, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
-from shard_operator.source.reflector import ListHook
+from shard_operator.source.reflector import StreamingListHook
 from shard_operator.source.resource import object_key
 from shard_operator.storage import redis_errors
 
@@ -73,7 +73,7 @@ class CacheWriter:
             return bool(self._delete(keys=[keys.objects_key(kind)],
                                      args=[keys.kind_prefix(kind), key, resource_version or ""]))
 
-    def replace(self, kind: str, objects: list[dict[str, Any]], *, namespace: str | None = None,
+    def replace(self, kind: str, objects: Iterable[dict[str, Any]], *, namespace: str | None = None,
                 resource_version: str | None = None) -> int:
         """Make ``namespace`` (None: every key of the kind) hold exactly ``objects``, as listed at
         ``resource_version``; returns how many keys were removed.
@@ -82,11 +82,18 @@ class CacheWriter:
         live hashes and their keys recorded in a relist token set, then the scope is scanned with a
         cursor and each key missing from the set is removed. Interrupted, it leaves the listed objects
         written and some stale keys not yet removed (the token set expires); the next relist removes
-        them, since its scan covers every key of the scope.
+        them, since its scan covers every key of the scope. ``objects`` is read once, so a relist can
+        stream its pages through here without the leader holding the whole list.
         """
-        self.upsert_many(kind, objects)
+        names: list[str] = []
+
+        def named() -> Iterator[dict[str, Any]]:
+            for obj in objects:
+                names.append(object_key(obj))
+                yield obj
+
+        self.upsert_many(kind, named())
         listed = keys.replace_key(kind, uuid.uuid4().hex)
-        names = [object_key(obj) for obj in objects]
         args = [keys.kind_prefix(kind), listed, resource_version or "", namespace or ""]
         removed, cursor = 0, "0"
         with redis_errors():
@@ -117,9 +124,9 @@ class CacheWriter:
             self.apply(kind, event)
         return handle
 
-    def list_hook_for(self, kind: str) -> ListHook:
-        """An informer ``on_list`` hook that replaces the listed scope of ``kind`` in the cache."""
-        def on_list(namespace: str | None, objects: list[dict[str, Any]], resource_version: str) -> None:
+    def list_hook_for(self, kind: str) -> StreamingListHook:
+        """An informer ``on_list_streamed`` hook that replaces the listed scope of ``kind`` in the cache."""
+        def on_list(namespace: str | None, objects: Iterator[dict[str, Any]], resource_version: str) -> None:
             self.replace(kind, objects, namespace=namespace, resource_version=resource_version)
         return on_list
 

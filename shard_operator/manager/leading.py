@@ -250,4 +250,5 @@ class LeaderRunner:
                         namespaces=namespaces,
                         label_selector=(config.label_selector or operator.label_selector) if primary else None,
                         field_selector=(config.field_selector or operator.field_selector) if primary else None,
-                        transform=operator.transform, on_list=self._cache.list_hook_for(resource.name))
+                        transform=operator.transform, on_list_streamed=self._cache.list_hook_for(resource.name),
+                        handler_many=dispatcher.dispatch_many)

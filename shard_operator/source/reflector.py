@@ -33,7 +33,7 @@ _LISTED_BATCH = 500
 ListHook = Callable[[str | None, list[dict[str, Any]], str], None]
 """Called after every (re)list with the scope's namespace (None: all), the objects and the list's version."""
 
-BatchHandler = Callable[[list[Event]], None]
+BatchHandler = Callable[[list[Event]], object]
 """Handles the watch events that arrived together, in order, as one call (the leader pipelines their
 cache writes and queue adds); if it raises, none of them counts as handled."""
 
