@@ -10,6 +10,7 @@ Where it sits: the entry point. It builds a :class:`~loadtest.runner.Run`, runs 
     python -m loadtest stress --objects 200 --rate 20 --duration 10
     python -m loadtest scale --objects 300
     python -m loadtest suite                    # a short run of every scenario and fault (make loadtest)
+    python -m loadtest kwok --nodes 200 --pods 2000   # Pods with selectors over KWOK (loadtest.kwokscenario)
     python -m loadtest steady --operator-cmd "my-operator --kubeconfig {kubeconfig}" --crd my-crd.yaml \\
         --converged-jsonpath '{.status.observedGeneration}'
 """
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.suite import main as suite
 
         return suite(argv[1:])
+    if argv[:1] == ["kwok"]:
+        from loadtest.kwokscenario import main as kwok
+
+        return kwok(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         faults = [parse_fault(text) for text in args.fault]

@@ -28,7 +28,7 @@ from shard_operator.source import Resource
 from shard_operator.testing import ControlPlane
 from shard_operator.testing.process import ManagedProcess
 
-__all__ = ["kwok_binary", "main"]
+__all__ = ["kwok_binary", "kwok_process", "main"]
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools" / "kwok"
 NODES = Resource("", "v1", "nodes", namespaced=False)
@@ -42,6 +42,13 @@ def kwok_binary() -> Path:
     return binary
 
 
+def kwok_process(kubeconfig: str | Path, log: Path) -> ManagedProcess:
+    """KWOK's controller for every fake node, with the stages ``tools/kwok/build.sh`` wrote (not started)."""
+    return ManagedProcess("kwok", [str(kwok_binary()), f"--kubeconfig={kubeconfig}", "--manage-all-nodes",
+                                   f"--config={TOOLS / 'bin' / 'stages.yaml'}",
+                                   "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"], log)
+
+
 def fake_node(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
@@ -49,10 +56,12 @@ def fake_node(name: str) -> dict[str, Any]:
             "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]}}
 
 
-def fake_pod(name: str, namespace: str, node: str) -> dict[str, Any]:
+def fake_pod(name: str, namespace: str, node: str | None, app: str = "loadtest") -> dict[str, Any]:
+    """A pod bound to ``node`` (KWOK runs it), or left unscheduled (Pending: no scheduler runs) when None."""
+    spec: dict[str, Any] = {"nodeName": node} if node else {}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
-                                                          "labels": {"app": "loadtest"}},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "fake"}],
+                                                          "labels": {"app": app}},
+            "spec": {**spec, "containers": [{"name": "c", "image": "fake"}],
                      "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]}}
 
 
@@ -73,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="loadtest-kwok-"))
     with ControlPlane() as plane, load_api_client(str(plane.kubeconfig)) as api:
-        kwok = ManagedProcess("kwok", [str(kwok_binary()), f"--kubeconfig={plane.kubeconfig}", "--manage-all-nodes",
-                                       f"--config={TOOLS / 'bin' / 'stages.yaml'}",
-                                       "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"], workdir / "kwok.log")
+        kwok = kwok_process(plane.kubeconfig, workdir / "kwok.log")
         kwok.start()
         try:
             client = Client(api, field_manager="loadtest-kwok")
