@@ -95,4 +95,6 @@ clean:
 	rm -rf $(VENV) tools/controlplane/bin .pytest_cache .mypy_cache .ruff_cache
 
 loadtest: setup
+	@tools/kwok/build.sh
 	PYTHONPATH=. $(PY) -m loadtest suite
+	PYTHONPATH=. $(PY) -m loadtest kwok --nodes 20 --pods 400
