@@ -1,6 +1,6 @@
 """The informer: list+watch one resource and hand every change to the leader's handler.
 
-This is the first stage of the pipeline (DESIGN §1): the leader runs one :class:`Informer` per
+This is the first stage of the pipeline (docs/design.md §2.1): the leader runs one :class:`Informer` per
 watched resource, each in its own threads; its handler writes the shared cache
 (:mod:`shard_operator.cache`) and maps events to work queue keys. Selectors are applied by the API
 server; the transform (by default dropping ``metadata.managedFields``) runs before anything is kept.

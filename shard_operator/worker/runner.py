@@ -11,6 +11,10 @@ write, and the loop checks it again before applying the outcome. A reconcile who
 aborted (``ClaimLost``), writes nothing more, and its key is added again, so the key's current owner (or
 this worker, later) reconciles the latest spec.
 
+A key outside the namespaces the leader watches now (:class:`~shard_operator.cache.scope.ScopeReader`)
+is done without a reconcile. Every log line of a reconcile carries its controller and key
+(:func:`shard_operator.logs.log_context`).
+
 Errors are visible (:mod:`.reporting`): logged at ERROR with the traceback, a ``ReconcileError`` Warning
 Event on the object, and the last error of a retrying key in ``<prefix>:errors``; success clears it.
 
