@@ -185,41 +185,6 @@ class RoundTrips:
         redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
 
 
-def streaming_cache(client: Any) -> Any:
-    """A ``CacheWriter`` whose ``replace`` reads its objects once (the change proposed to
-    :mod:`shard_operator.cache.writer` so that ``Informer(on_list_streamed=...)`` can feed it)."""
-    import uuid
-
-    from shard_operator import keys
-    from shard_operator.cache import CacheWriter
-    from shard_operator.source import object_key
-    from shard_operator.storage import redis_errors
-
-    class StreamingCacheWriter(CacheWriter):
-        def replace(self, kind: str, objects: Any, *, namespace: str | None = None,
-                    resource_version: str | None = None) -> int:
-            names: list[str] = []
-
-            def named() -> Iterator[dict[str, Any]]:
-                for obj in objects:
-                    names.append(object_key(obj))
-                    yield obj
-
-            self.upsert_many(kind, named())
-            listed = keys.replace_key(kind, uuid.uuid4().hex)
-            with redis_errors():
-                pipe = self._redis.pipeline(transaction=False)
-                for start in range(0, len(names), 500):
-                    pipe.sadd(listed, *names[start:start + 500])
-                pipe.expire(listed, 600)
-                self._replace(keys=[keys.objects_key(kind)],
-                              args=[keys.kind_prefix(kind), listed, resource_version or "", namespace or ""],
-                              client=pipe)
-                return int(pipe.execute()[-1])
-
-    return StreamingCacheWriter(client)
-
-
 def leader(redis_url: str, kind: str, count: int, transform: bool,
            stream: bool = False) -> tuple[Any, Any, Any, Any]:
     import redis
@@ -232,7 +197,7 @@ def leader(redis_url: str, kind: str, count: int, transform: bool,
     from shard_operator.source import drop_managed_fields
 
     client = redis.Redis.from_url(redis_url)
-    cache = streaming_cache(client) if stream else CacheWriter(client)
+    cache = CacheWriter(client)  # its replace reads the objects once, so a streamed relist can feed it
     queue = WorkQueue(client, Keys.for_controller("scale"))
     return client, cache, queue, (EventDispatcher, For, drop_managed_fields if transform else None)
 
