@@ -34,11 +34,13 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # kube-apiserver, etcd and kube-controller-manager from the Go module shipped in the package
 # (the same build as `shard-operator testenv build`), into the checkout's build folder.
 # The other Go-built tools the tests use: kustomize (deploy overlays), promtool and prometheus (alerts,
-# dashboard), toxiproxy (the load lab's network faults). Each is cached; never a prebuilt download.
+# dashboard), toxiproxy (the load lab's network faults), KWOK (fake nodes and pods). Each is cached; never
+# a prebuilt download.
 tools:
 	@tools/kustomize/build.sh
 	@tools/prometheus/build.sh
 	@tools/toxiproxy/build.sh
+	@tools/kwok/build.sh
 
 manifests: venv
 	$(VENV)/bin/shard-operator manifests --app examples.website:operator --out deploy/base --monitoring-out deploy/monitoring
@@ -95,6 +97,5 @@ clean:
 	rm -rf $(VENV) tools/controlplane/bin .pytest_cache .mypy_cache .ruff_cache
 
 loadtest: setup
-	@tools/kwok/build.sh
 	PYTHONPATH=. $(PY) -m loadtest suite
 	PYTHONPATH=. $(PY) -m loadtest kwok --nodes 20 --pods 400
