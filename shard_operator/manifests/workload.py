@@ -26,7 +26,7 @@ class WorkloadOptions:
     name: str = "shard-operator"
     namespace: str = "shard-operator"
     app: str = "examples.website:operator"
-    image: str = "ghcr.io/shard-operator/shard-operator:0.1.0"
+    image: str = "shard-operator:0.1.0"
     replicas: int = 2
     workers: int = 2
     drain_timeout: int = 30
