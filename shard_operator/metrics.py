@@ -4,16 +4,24 @@ Names follow controller-runtime and client-go's workqueue so that existing dashb
 processes write them (workers, the leader, RQ workers): the manager sets ``PROMETHEUS_MULTIPROC_DIR``
 before any child starts (:func:`enable_multiprocess`), and :func:`render` aggregates every process's
 files for ``/metrics``. Gauges declare how processes combine (``livesum``, ``livemax``, …).
+
+prometheus-client's own ``process_*`` collector is not available in multiprocess mode (it would report
+only the process that serves ``/metrics``), so :class:`ProcessTreeCollector` reads ``/proc`` for the
+manager and each supervised child at scrape time, one series per process labelled ``process``
+(``manager``, ``worker-<shard>``, ``job-worker-<n>``): no thread and no file per process.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client import values as _values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = [
     "ACTIVE_WORKERS",
@@ -38,11 +46,15 @@ __all__ = [
     "RECONCILE_ERRORS",
     "RECONCILE_TIME",
     "RECONCILE_TOTAL",
+    "REDIS_UP",
     "SHARD_ASSIGNMENTS",
     "SHARD_MOVEMENTS",
     "TERMINAL_RECONCILE_ERRORS",
+    "ProcessTreeCollector",
     "enable_multiprocess",
+    "mark_process_dead",
     "render",
+    "track_process",
 ]
 
 # client-go's workqueue buckets: 1 µs … 10 s, exponential by 10.
@@ -122,6 +134,64 @@ JOB_DURATION = Histogram("shard_operator_job_duration_seconds", "Run time of bac
                          ["controller", "task"], buckets=_JOB_DURATION_BUCKETS)
 JOB_QUEUE_DEPTH = Gauge("shard_operator_job_queue_depth", "Jobs waiting in an rq queue", ["queue"],
                         multiprocess_mode="livemax")
+REDIS_UP = Gauge("shard_operator_redis_up", "1 when this pod's last readiness check reached Redis, else 0",
+                 ["controller"], multiprocess_mode="livemax")
+
+
+#: pid → process label of the children this process supervises (see :func:`track_process`).
+_tracked: dict[int, str] = {}
+
+
+def track_process(pid: int, name: str) -> None:
+    """Export ``process_*`` metrics of child ``pid`` under ``process=name`` until it is marked dead."""
+    _tracked[pid] = name
+
+
+class ProcessTreeCollector(Collector):
+    """``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ``process_virtual_memory_bytes``,
+    ``process_open_fds`` and ``process_start_time_seconds`` of this process (``process="manager"``) and of
+    every tracked child, read from ``/proc`` when scraped. A process that vanished meanwhile is skipped."""
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self.proc = proc
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "cpu": CounterMetricFamily("process_cpu_seconds_total", "Total user and system CPU time spent in "
+                                       "seconds", labels=["process"]),
+            "rss": GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes",
+                                     labels=["process"]),
+            "vms": GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes",
+                                     labels=["process"]),
+            "fds": GaugeMetricFamily("process_open_fds", "Number of open file descriptors", labels=["process"]),
+            "start": GaugeMetricFamily("process_start_time_seconds", "Start time of the process since unix "
+                                       "epoch in seconds", labels=["process"]),
+        }
+        boot = self._boot_time()
+        for pid, name in [(os.getpid(), "manager"), *sorted(_tracked.items())]:
+            try:
+                fields = (self.proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+                fds = len(os.listdir(self.proc / str(pid) / "fd"))
+            except (OSError, IndexError):  # exited between the listing and the read
+                continue
+            # Fields after "(comm)": state is #3 in proc(5), so field #n is at index n - 3.
+            families["cpu"].add_metric([name], (int(fields[11]) + int(fields[12])) / self._ticks)
+            families["rss"].add_metric([name], int(fields[21]) * self._page)
+            families["vms"].add_metric([name], int(fields[20]))
+            families["fds"].add_metric([name], fds)
+            families["start"].add_metric([name], boot + int(fields[19]) / self._ticks)
+        yield from families.values()
+
+    def _boot_time(self) -> float:
+        try:
+            for line in (self.proc / "stat").read_text().splitlines():
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+        except OSError:
+            pass
+        return 0.0
 
 
 def enable_multiprocess(folder: Path) -> None:
@@ -139,7 +209,9 @@ def enable_multiprocess(folder: Path) -> None:
 
 
 def mark_process_dead(pid: int) -> None:
-    """Drop a dead child's live gauges (its counters and histograms stay in the totals)."""
+    """Drop a dead child's live gauges (its counters and histograms stay in the totals) and its
+    ``process_*`` series."""
+    _tracked.pop(pid, None)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _multiprocess.mark_process_dead(pid)
 
@@ -149,5 +221,6 @@ def render() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)
+        registry.register(ProcessTreeCollector())
         return bytes(generate_latest(registry))
     return bytes(generate_latest())

@@ -147,6 +147,7 @@ class ProcessPool:
         slot.process = self._ctx.Process(target=_bootstrap, name=slot.child.name, daemon=False,
                                          args=(slot.child, os.getpid(), self.parent_check_interval))
         slot.process.start()
+        metrics.track_process(slot.process.pid, slot.child.name)
         slot.started_at = self.clock()
 
     def supervise(self) -> list[Exit]:

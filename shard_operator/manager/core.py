@@ -136,10 +136,13 @@ class Manager:
     def _check_readiness(self) -> tuple[bool, str]:
         if self._probe is None:
             return False, "not running"
+        redis_up = metrics.REDIS_UP.labels(self.operator.name)
         try:
             ring = {shard.decode() for shard in self._probe.lrange(self._keys.ring, 0, -1)}
         except (redis.RedisError, OSError) as exc:
+            redis_up.set(0)
             return False, redact_url(f"Redis does not answer: {exc}")
+        redis_up.set(1)
         missing = [shard for shard in self.config.shard_ids if shard not in ring]
         if missing:
             return False, f"workers not in the shard ring: {', '.join(missing)}"

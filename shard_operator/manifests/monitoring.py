@@ -42,8 +42,10 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Background jobs per second", "ops", [
         ("sum by (task, outcome) (rate(shard_operator_jobs_completed_total[1m]))", "{{task}} {{outcome}}")]),
     ("Leader", "short", [("max by (pod) (leader_election_master_status)", "{{pod}}")]),
-    ("CPU per pod", "percentunit", [("sum by (pod) (rate(process_cpu_seconds_total[1m]))", "{{pod}}")]),
-    ("Memory per pod", "bytes", [("sum by (pod) (process_resident_memory_bytes)", "{{pod}}")]),
+    ("CPU per process", "percentunit", [("sum by (pod, process) (rate(process_cpu_seconds_total[1m]))",
+                                         "{{pod}} {{process}}")]),
+    ("Memory per process", "bytes", [("sum by (pod, process) (process_resident_memory_bytes)",
+                                      "{{pod}} {{process}}")]),
 ]
 
 

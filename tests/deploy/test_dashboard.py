@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Panels whose series exist only after a fault: their query must be valid, data is not required.
 NEEDS_A_FAULT = {"Claim expiries (15m)": "a worker must die holding a claim"}
 #: Panels that cannot have data yet, with the reason (strict xfail: fixing the cause turns them green).
-MISSING = {"CPU per pod": "multiprocess /metrics does not export process_* metrics yet",
-           "Memory per pod": "multiprocess /metrics does not export process_* metrics yet"}
+MISSING: dict[str, str] = {}
 
 
 def prometheus_binary() -> Path:
@@ -48,13 +47,15 @@ def test_the_dashboard_is_generated_with_one_panel_per_query_group():
 
 
 class Prometheus:
-    def __init__(self, target: str, folder: Path) -> None:
+    """Prometheus scraping every ``(address, pod)`` target each second (a target may come up later)."""
+
+    def __init__(self, targets: list[tuple[str, str]], folder: Path) -> None:
         self.port = free_port()
         config = folder / "prometheus.yml"
         config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [{"job_name": "shard-operator", "static_configs": [
-                {"targets": [target], "labels": {"pod": "website-0", "namespace": "test"}}]}]}))
+                {"targets": [address], "labels": {"pod": pod, "namespace": "test"}} for address, pod in targets]}]}))
         self.log = folder / "prometheus.log"
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen([str(prometheus_binary()), f"--config.file={config}",
@@ -103,7 +104,8 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
         kube = Client(api, field_manager="dashboard-tests")
         fast = {"CLAIM_TTL": "3", "MEMBER_TTL": "2", "HEARTBEAT_INTERVAL": "0.5"}  # gauges refresh every second
         pods = [OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-0.log", **fast)]
-        prometheus = Prometheus(f"127.0.0.1:{pods[0].port}", folder)
+        second = f"127.0.0.1:{free_port()}"
+        prometheus = Prometheus([(f"127.0.0.1:{pods[0].port}", "website-0"), (second, "website-1")], folder)
         try:
             eventually(prometheus.scraping, 60, "Prometheus to scrape the operator", interval=0.5)
             # a ConfigMap named like the site's content, owned by nobody: the create fails until it is removed
@@ -115,7 +117,7 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
                 time.sleep(0.5)
             kube.create(WEBSITES.resource, WEBSITES.object("blocked", namespace, pages=[{"path": "/", "title": "B"}]))
             pods.append(OperatorProcess(control_plane.kubeconfig, redis_url, namespace, folder / "pod-1.log", **fast,
-                                        POD_NAME="website-1", METRICS_ADDRESS=f"127.0.0.1:{free_port()}"))
+                                        POD_NAME="website-1", METRICS_ADDRESS=second))
             eventually(lambda: prometheus.query("sum(rate(controller_runtime_reconcile_errors_total[1m])) > 0"), 90,
                        "reconcile errors (retries of the blocked site) to be scraped", interval=1)
             eventually(lambda: prometheus.query("sum(rate(controller_runtime_reconcile_total[1m])) > 0"), 60,
@@ -127,11 +129,34 @@ def scraped(control_plane: Any, redis_server: Any, tmp_path_factory: pytest.Temp
             if picture:
                 from tests.deploy.plot_dashboard import plot_dashboard
 
-                plot_dashboard(f"http://127.0.0.1:{prometheus.port}", Path(picture), seconds=120)
+                keep_editing(kube, namespace, pods, seconds=100)
+                plot_dashboard(f"http://127.0.0.1:{prometheus.port}", Path(picture), seconds=150)
         finally:
             prometheus.close()
             for pod in pods:
                 pod.close()
+
+
+def keep_editing(kube: Client, namespace: str, pods: list[OperatorProcess], *, seconds: float) -> None:
+    """For the picture only: edit a site a second for ``seconds``, a ConfigMap in a new site's way for a
+    while (errors and retries), and the second pod leaving half-way (a rebalance to one pod)."""
+    started = time.monotonic()
+    blocker = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late-content", "namespace": namespace}}
+    kube.create(CONFIGMAPS, blocker)
+    kube.create(WEBSITES.resource, WEBSITES.object("late", namespace, pages=[{"path": "/", "title": "Late"}]))
+    edit = 0
+    while time.monotonic() - started < seconds:
+        site = kube.get(WEBSITES.resource, f"site-{edit % 12}", namespace)
+        kube.patch(WEBSITES.resource, site, {"spec": {"pages": [{"path": "/", "title": f"Edit {edit}"}]}})
+        edit += 1
+        elapsed = time.monotonic() - started
+        if len(pods) > 1 and elapsed > seconds / 2:
+            pods.pop().close()
+        if elapsed > seconds / 3 and blocker is not None:
+            kube.delete(CONFIGMAPS, kube.get(CONFIGMAPS, "late-content", namespace), precondition=False)
+            blocker = None
+        time.sleep(1.0)
+    time.sleep(5)  # the last scrapes
 
 
 @pytest.mark.controlplane

@@ -142,7 +142,7 @@ def paused_redis() -> Iterator[RedisServer]:
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_readyz_answers_within_a_second_while_redis_is_paused(paused_redis, tmp_path) -> None:
+def test_readyz_answers_within_a_second_and_redis_up_reads_0_while_redis_is_paused(paused_redis, tmp_path) -> None:
     url = paused_redis.url
     pod = f"ready-{os.getpid()}"
     admin = redis.Redis.from_url(url)
@@ -163,6 +163,7 @@ def test_readyz_answers_within_a_second_while_redis_is_paused(paused_redis, tmp_
 
     try:
         eventually(lambda: readyz()[0] == 200, timeout=60, what="the manager to be ready")
+        assert 'shard_operator_redis_up{controller="widgets"} 1.0' in fetch(port, "/metrics")[1]
         admin.execute_command("CLIENT", "PAUSE", "4000", "ALL")
         answers = []
         deadline = time.monotonic() + 3.5
@@ -171,6 +172,7 @@ def test_readyz_answers_within_a_second_while_redis_is_paused(paused_redis, tmp_
             time.sleep(0.2)
         assert max(seconds for _, _, seconds in answers) < 1.0, answers
         assert (503, "Redis does not answer: Timeout reading from socket") in [a[:2] for a in answers], answers
+        assert 'shard_operator_redis_up{controller="widgets"} 0.0' in fetch(port, "/metrics")[1]
         eventually(lambda: readyz()[0] == 200, timeout=10, what="ready again once Redis answers")
     finally:
         manager.send_signal(signal.SIGTERM)
