@@ -11,6 +11,9 @@ then creates N Widgets from 8 client threads and measures:
 - ``reconcile_mean_s``: the reconcile function's own time (controller_runtime_reconcile_time_seconds);
 - ``api_requests_per_reconcile``: requests the workers sent (by verb) per reconcile, and the API
   server's own count of requests on widgets (other than the benchmark's creates and watch) per reconcile;
+- ``cpu_ms_per_reconcile``: CPU time the operator's whole process tree (manager/leader, workers, job
+  workers) spent from the first create until convergence, per reconcile, from its ``process_cpu_seconds_total``
+  (``cpu_s`` breaks it down by process);
 - ``rss_mb``: resident memory of the manager (leader) and of each worker process after the run.
 
 Results are printed and saved to ``loadtest/results/e2e.json``. Usage::
@@ -83,6 +86,12 @@ def total(samples: dict[tuple[str, str], float], name: str, *fragments: str) -> 
     return sum(value for (n, labels), value in samples.items() if n == name and all(f in labels for f in fragments))
 
 
+def cpu_by_process(samples: dict[tuple[str, str], float]) -> dict[str, float]:
+    """``process`` label → ``process_cpu_seconds_total`` (the manager exports one series per process)."""
+    return {labels.split('process="', 1)[1].split('"', 1)[0]: value for (name, labels), value in samples.items()
+            if name == "process_cpu_seconds_total" and 'process="' in labels}
+
+
 def apiserver_widget_requests(plane: ControlPlane | None) -> dict[str, float]:
     if plane is None:
         return {}
@@ -150,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.1)
 
         before = apiserver_widget_requests(plane)
+        cpu_before = cpu_by_process(scrape(port))
         created: dict[str, float] = {}
 
         def create(i: int) -> None:
@@ -168,6 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         after = apiserver_widget_requests(plane)
         samples = scrape(port)
         reconciles = total(samples, "controller_runtime_reconcile_total", 'controller="widgets"')
+        cpu = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu_by_process(samples).items()}
         worker_requests = {verb: total(samples, "shard_operator_api_requests_total", f'verb="{verb}"')
                            for verb in ("get", "list", "create", "patch", "update", "delete")}
         server_side = {verb: after.get(verb, 0.0) - before.get(verb, 0.0) for verb in after}
@@ -189,6 +200,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "workers": {verb: round(n / reconciles, 3) for verb, n in worker_requests.items() if n},
                 "apiserver_widgets": {verb: round(n / reconciles, 3) for verb, n in server_side.items() if n},
             },
+            "cpu_ms_per_reconcile": round(1000 * sum(cpu.values()) / max(reconciles, 1), 2),
+            "cpu_s": {name: round(seconds, 2) for name, seconds in sorted(cpu.items())},
             "rss_mb": {"manager": rss_mb(manager.pid), "workers": [rss_mb(pid) for pid in workers]},
         }
 

@@ -89,20 +89,25 @@ def test_a_response_cut_off_mid_body_is_a_transport_error(truncating_server):
         request_json(api_client(truncating_server), "GET", "/api/v1/namespaces", timeout=2)
 
 
-def test_a_read_timeout_is_a_transport_error():
+# Reads go through the client library, writes straight to its urllib3 pool: both translate the same way.
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_a_read_timeout_is_a_transport_error(method):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()  # accepts (the kernel does) but never answers
+    body = {"status": {}} if method == "PATCH" else None
     try:
         with pytest.raises(TransportError):
-            raw_request(api_client(server.getsockname()[1]), "GET", "/api/v1/namespaces", timeout=0.3)
+            raw_request(api_client(server.getsockname()[1]), method, "/api/v1/namespaces", body=body, timeout=0.3)
     finally:
         server.close()
 
 
-def test_an_http_error_answer_is_still_its_own_api_error_not_a_transport_error(not_found_server):
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_an_http_error_answer_is_still_its_own_api_error_not_a_transport_error(not_found_server, method):
+    body = {"status": {}} if method == "PATCH" else None
     with pytest.raises(NotFoundError) as caught:
-        request_json(api_client(not_found_server), "GET", "/apis/example.com/v1/widgets/a", timeout=2)
+        request_json(api_client(not_found_server), method, "/apis/example.com/v1/widgets/a", body=body, timeout=2)
     assert caught.value.status == 404 and not isinstance(caught.value, TransportError)
 
 

@@ -20,7 +20,7 @@ from shard_operator.cache.scripts import DELETE, REPLACE_STEP, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
 from shard_operator.source.reflector import StreamingListHook
 from shard_operator.source.resource import object_key
-from shard_operator.storage import redis_errors
+from shard_operator.storage import pipelined_script_calls, redis_errors
 
 __all__ = ["CacheWriter"]
 
@@ -131,11 +131,10 @@ class CacheWriter:
         return on_list
 
     def _upsert_batch(self, kind: str, batch: list[dict[str, Any]]) -> int:
+        objects_key = keys.objects_key(kind)
         with redis_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for obj in batch:
-                self._upsert(keys=[keys.objects_key(kind)], args=_upsert_args(kind, obj), client=pipe)
-            return sum(int(result) for result in pipe.execute())
+            return sum(int(result) for result in pipelined_script_calls(
+                self._redis, self._upsert, [([objects_key], _upsert_args(kind, obj)) for obj in batch]))
 
 
 def _text(value: bytes | str) -> str:
