@@ -3,9 +3,10 @@ built from the upstream Go modules shipped in ``controlplane_src/`` (see :mod:`.
 
 The API server runs with RBAC authorization, client-certificate authentication (an admin
 in ``system:masters``), service-account token signing, and no admission plugin that needs
-a controller. The controller manager runs the garbage collector and the namespace controller
-as the admin, so owner references cascade and deleted namespaces finish terminating as in a
-real cluster. :attr:`ControlPlane.kubeconfig` is a kubeconfig file for the admin.
+a controller. The controller manager runs the garbage collector, the namespace controller and
+the StatefulSet controller as the admin, so owner references cascade, deleted namespaces finish
+terminating and a StatefulSet's pod objects are created and deleted as in a real cluster.
+:attr:`ControlPlane.kubeconfig` is a kubeconfig file for the admin.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
 # The controllers of kube-controller-manager that a test cluster needs: cascading deletion by
-# owner references, and namespaces that finish terminating (their content deleted first).
-CONTROLLERS = ("garbagecollector", "namespace")
+# owner references, namespaces that finish terminating (their content deleted first), and
+# StatefulSets that create and delete their pods (which stay Pending: there is no scheduler or kubelet).
+CONTROLLERS = ("garbagecollector", "namespace", "statefulset")
 
 
 class ControlPlane:

@@ -1,90 +1,172 @@
-"""The generated StatefulSet runs and scales: one operator process per pod object (tests/deploy/pod_runner.py),
-each with exactly the container's args and env and its ServiceAccount's own token, against a Redis that
-needs the password from the Secret; the StatefulSet is scaled 2 → 5 → 2 while Websites keep changing, and
-every Website converges."""
+"""The generated StatefulSet runs and scales for real: kube-controller-manager's StatefulSet controller creates
+and deletes the pod objects, and the pod runner (tests/deploy/pod_runner.py, a stand-in for the kubelet) runs
+one operator process per pod with exactly the container's args and env and its ServiceAccount's own token,
+against a Redis that needs the password from the Secret. The StatefulSet is scaled 2 → 5 → 2 through its scale
+subresource (what ``kubectl scale`` does) while Websites keep changing; every Website converges, and the
+reconcile records prove I1 (no two reconciles of a site overlap) and I2 (the last change of each site was
+reconciled) across the changes of the shard ring."""
 
 from __future__ import annotations
 
 import base64
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import yaml
 
-from examples.website import WEBSITES, operator
+from examples.website import WEBSITES
+from loadtest.checker import Final, check
+from loadtest.recorder import read_records, spans
 from shard_operator.client import Client, find_condition
 from shard_operator.manifests.rbac import rbac_manifests
 from shard_operator.manifests.workload import WorkloadOptions, statefulset
 from shard_operator.source import Resource
 from shard_operator.testing import RedisServer
-from tests.deploy.pod_runner import STATEFULSETS, PodRunner, StatefulSetStandIn
+from tests.deploy.operator_process import recorded_website
+from tests.deploy.pod_runner import STATEFULSETS, PodRunner
 from tests.deploy.test_rbac_as_service_account import KINDS
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
 SECRETS = Resource("", "v1", "secrets")
+SITES = 12
 
 
-def converged(kube: Client, namespace: str, names: list[str]) -> bool:
+class ChangeStream:
+    """Changes the pages of the sites, one after another, every ``pause`` seconds, from a thread."""
+
+    def __init__(self, kube: Client, namespace: str, names: list[str], pause: float = 0.25) -> None:
+        self.kube, self.namespace, self.names, self.pause = kube, namespace, names, pause
+        self.changes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="change-stream", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.pause):
+            name = self.names[self.changes % len(self.names)]
+            site = self.kube.get(WEBSITES.resource, name, self.namespace)
+            self.kube.patch(WEBSITES.resource, site, {"spec": {"pages": [
+                {"path": "/", "title": f"{name} v{self.changes}"}]}})
+            self.changes += 1
+
+    def __enter__(self) -> ChangeStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def finals(kube: Client, namespace: str, names: list[str]) -> dict[str, Final]:
+    """Each site's generation, and the generation its status says is published (None while not Ready)."""
+    found = {}
     for name in names:
         site = kube.get(WEBSITES.resource, name, namespace)
-        ready = find_condition(site, "Ready") or {}
-        if ready.get("status") != "True" or (site.get("status") or {}).get("observedGeneration") != \
-                site["metadata"]["generation"]:
-            return False
-    return True
+        ready = (find_condition(site, "Ready") or {}).get("status") == "True"
+        observed = (site.get("status") or {}).get("observedGeneration")
+        found[f"{namespace}/{name}"] = Final(site["metadata"]["generation"], observed if ready else None)
+    return found
 
 
-def test_the_statefulset_runs_as_its_service_account_and_scales_2_to_5_to_2_while_sites_change(
+def caught_up(kube: Client, namespace: str, names: list[str], stream: ChangeStream) -> None:
+    """Wait until every site was changed once more, and each of those changes was published (the stream goes on)."""
+    start = stream.changes
+    eventually(lambda: stream.changes >= start + len(names), 60, "one more change to every site", interval=0.2)
+    wanted = {name: kube.get(WEBSITES.resource, name, namespace)["metadata"]["generation"] for name in names}
+
+    def published() -> bool:
+        return all(((kube.get(WEBSITES.resource, name, namespace).get("status") or {}).get("observedGeneration")
+                    or 0) >= generation for name, generation in wanted.items())
+
+    eventually(published, 180, "every site's change to be published by this ring", interval=0.5)
+
+
+def scale(kube: Client, runner: PodRunner, name: str, namespace: str, replicas: int) -> None:
+    """``kubectl scale``, then wait for the controller's pods, their processes and their readiness."""
+    kube.patch(STATEFULSETS, {"metadata": {"name": name, "namespace": namespace}},
+               {"spec": {"replicas": replicas}}, subresource="scale")
+    expected = {f"{name}-{ordinal}" for ordinal in range(replicas)}
+    eventually(lambda: {pod["metadata"]["name"] for pod in runner.pods()} == expected, 60,
+               f"the StatefulSet controller to leave exactly the pods {sorted(expected)}", interval=0.2)
+    eventually(lambda: runner.names() == expected, 120, f"one process per pod of {sorted(expected)}", interval=0.2)
+    eventually(lambda: (kube.get(STATEFULSETS, name, namespace).get("status") or {}).get("readyReplicas")
+               == replicas, 180, f"{replicas} ready replicas (each pod's workers in the shard ring)", interval=0.5)
+
+
+def test_the_statefulset_controllers_pods_run_as_operators_and_scaling_2_to_5_to_2_loses_no_change(
         control_plane: Any, namespace: str, tmp_path: Path) -> None:
     password = secrets.token_hex(16)
-    with RedisServer() as server, control_plane.api_client() as api:
+    records = tmp_path / "records.jsonl"
+    (tmp_path / "pods").mkdir()
+    with RedisServer() as server, control_plane.api_client() as api, control_plane.api_client() as runner_api:
         redis.Redis.from_url(server.url).config_set("requirepass", password)
         WEBSITES.install(api)
         admin = Client(api, field_manager="statefulset-tests")
         options = WorkloadOptions(name=f"so-{namespace[-10:]}", namespace=namespace, replicas=2, workers=1,
-                                  drain_timeout=5, own_namespace_only=True)
-        objects = rbac_manifests(operator, name=options.name, namespace=namespace, lease_name="websites-leader")
+                                  drain_timeout=5, own_namespace_only=True,
+                                  app="tests.deploy.operator_process:recorded_website")
+        objects = rbac_manifests(recorded_website, name=options.name, namespace=namespace,
+                                 lease_name="websites-leader")
         for obj in objects:
             admin.create(KINDS[obj["kind"]], obj)
         admin.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": options.redis_secret,
                                                                                 "namespace": namespace},
                                "data": {"password": base64.b64encode(password.encode()).decode()}})
-        admin.create(STATEFULSETS, statefulset(options))
-        standin = StatefulSetStandIn(admin, namespace, options.name)
-        runner = PodRunner(admin, control_plane, namespace, options.name, tmp_path,
-                           hosts={f"{options.redis_service}:6379": f"127.0.0.1:{server.port}"})
-
-        def step() -> None:
-            standin.sync()
-            runner.sync(standin.pods())
-
-        names = [f"site-{i}" for i in range(8)]
+        workload = statefulset(options)
+        workload["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "LOADTEST_RECORD", "value": f"file://{records}"})  # every reconcile is recorded
+        runner = PodRunner(Client(runner_api, field_manager="pod-runner"), control_plane, namespace, options.name,
+                           tmp_path / "pods", hosts={f"{options.redis_service}:6379": f"127.0.0.1:{server.port}"})
+        names = [f"site-{i}" for i in range(SITES)]
         try:
-            step()
-            assert set(runner.running) == {f"{options.name}-0", f"{options.name}-1"}
-            for name in names:
-                admin.create(WEBSITES.resource, WEBSITES.object(name, namespace, pages=[{"path": "/", "title": name}]))
-            for round_, replicas in enumerate((5, 2)):
-                sts = admin.get(STATEFULSETS, options.name, namespace)
-                admin.patch(STATEFULSETS, sts, {"spec": {"replicas": replicas}})
-                step()
-                assert len(runner.running) == replicas
-                for name in names[round_::2]:  # a stream of spec changes while the ring changes
-                    site = admin.get(WEBSITES.resource, name, namespace)
-                    admin.patch(WEBSITES.resource, site, {"spec": {"replicas": round_ + 2}})
-            eventually(lambda: converged(admin, namespace, names), 180, "every Website to converge", interval=0.5)
+            with runner.following():
+                admin.create(STATEFULSETS, workload)
+                scale(admin, runner, options.name, namespace, 2)
+                for name, run in list(runner.running.items()):  # the downward API and the Secret, resolved per pod
+                    assert run.env["POD_NAME"] == name
+                    assert f":{password}@127.0.0.1:{server.port}/" in run.env["SHARD_OPERATOR_REDIS_URL"]
+                    kubeconfig = yaml.safe_load(Path(run.env["KUBECONFIG"]).read_text())
+                    assert list(kubeconfig["users"][0]["user"]) == ["token"]  # the ServiceAccount's, not the admin
+                for name in names:
+                    admin.create(WEBSITES.resource, WEBSITES.object(name, namespace,
+                                                                    pages=[{"path": "/", "title": name}]))
+                with ChangeStream(admin, namespace, names) as stream:
+                    for replicas in (2, 5, 2):
+                        scale(admin, runner, options.name, namespace, replicas)
+                        caught_up(admin, namespace, names, stream)
+                removed = [f"{options.name}-{ordinal}" for ordinal in (2, 3, 4)]
+                assert {name: runner.stopped.get(name) for name in removed} == dict.fromkeys(removed, 0), \
+                    "the processes of the deleted pods drain and exit cleanly"
+                eventually(lambda: all(f.converged == f.generation for f in finals(admin, namespace, names).values()),
+                           240, "every Website to converge", interval=0.5)
+                assert all(run.restarts == 0 for run in list(runner.running.values())), "no process crashed"
         except BaseException:
             print(runner.logs())
             raise
         finally:
-            runner.close()
             for obj in objects:
                 resource = KINDS[obj["kind"]]
                 if not resource.namespaced:
                     admin.request("delete", resource, f"{resource.path()}/{obj['metadata']['name']}")
-        assert "Forbidden" not in runner.logs()
-        assert "NOAUTH" not in runner.logs()
+
+        reconciles = spans(read_records(str(records)))
+        verdict = check(reconciles, finals(admin, namespace, names), changes=stream.changes + SITES)
+        by_pod = {ordinal for ordinal in range(5) for s in reconciles
+                  if (s.shard or "").startswith(f"{options.name}-{ordinal}-")}
+        print(f"I1 overlaps {len(verdict.overlaps)} (fenced {len(verdict.fenced_overlaps)}), "
+              f"I2 lost {len(verdict.lost)}, unfinished {verdict.unfinished}; {stream.changes} changes, "
+              f"{len(reconciles)} reconciles on pods {sorted(by_pod)}")
+        assert not verdict.overlaps, verdict.overlaps[:3]  # I1
+        assert not verdict.lost, verdict.lost  # I2, from the final state
+        for key, final in finals(admin, namespace, names).items():  # I2: the last change was reconciled
+            assert any(s.key == key and s.outcome == "ok" and s.generation == final.generation for s in reconciles)
+        assert verdict.unfinished == 0, "every process drained its reconciles before it exited"
+        assert by_pod & {2, 3, 4} and by_pod & {0, 1}, f"reconciles ran on the pods {sorted(by_pod)}"
+        logs = "".join(log.read_text(errors="replace") for log in (tmp_path / "pods").glob("*.log"))
+        assert "Forbidden" not in logs and "NOAUTH" not in logs

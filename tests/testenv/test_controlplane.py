@@ -275,3 +275,34 @@ class TestControllerManager:
             assert phase == "Terminating"
             time.sleep(0.2)
         pytest.fail(f"namespace {name} was still terminating after 60 s")
+
+    def test_a_statefulset_gets_pods_0_to_n_minus_1_and_scaling_down_deletes_the_highest_ordinals(self, api,
+                                                                                                  namespace):
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        labels = {"app": "numbered"}
+        # Parallel: with OrderedReady the controller waits for each pod to be Ready, and nothing runs them here.
+        created = apps.create_namespaced_stateful_set(namespace, {
+            "metadata": {"name": "numbered"},
+            "spec": {"replicas": 3, "serviceName": "numbered", "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "main", "image": "example.invalid/main:1"}]}}}})
+
+        def pods() -> dict[str, client.V1Pod]:
+            return {pod.metadata.name: pod for pod in core.list_namespaced_pod(namespace, label_selector="app=numbered")
+                    .items if pod.metadata.deletion_timestamp is None}
+
+        deadline = time.monotonic() + 60
+        while set(pods()) != {"numbered-0", "numbered-1", "numbered-2"}:
+            assert time.monotonic() < deadline, f"the StatefulSet's pods after 60 s: {sorted(pods())}"
+            time.sleep(0.2)
+        first = pods()
+        for pod in first.values():
+            (owner,) = pod.metadata.owner_references
+            assert (owner.kind, owner.uid, owner.controller) == ("StatefulSet", created.metadata.uid, True)
+        apps.patch_namespaced_stateful_set_scale("numbered", namespace, {"spec": {"replicas": 1}})
+        deadline = time.monotonic() + 60
+        while set(pods()) != {"numbered-0"}:
+            assert time.monotonic() < deadline, f"the StatefulSet's pods 60 s after scaling to 1: {sorted(pods())}"
+            time.sleep(0.2)
+        assert pods()["numbered-0"].metadata.uid == first["numbered-0"].metadata.uid  # kept, not replaced

@@ -111,7 +111,7 @@ class TestLauncherFlags:
         binary.write_text("#!/bin/sh\n")
         binary.chmod(0o755)
         argv = ControlPlane(workdir=tmp_path).controller_manager_argv()
-        assert "--controllers=garbagecollector,namespace" in argv
+        assert "--controllers=garbagecollector,namespace,statefulset" in argv
         assert {"--leader-elect=false", "--use-service-account-credentials=false",
                 f"--kubeconfig={tmp_path / 'kubeconfig'}"} <= set(argv)
 
