@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from shard_operator import codec
 from shard_operator.errors import (
     ApiError,
     ConflictError,
@@ -222,7 +223,7 @@ def _send_write(api_client: ApiClient, method: str, path: str, query: list[tuple
     elif isinstance(body, str):
         payload = body.encode()
     else:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = codec.dumps(body)
     if isinstance(timeout, (int, float)) and timeout:
         timeout = urllib3.Timeout(total=timeout)
     elif isinstance(timeout, tuple) and len(timeout) == 2:
@@ -241,4 +242,4 @@ def request_json(api_client: ApiClient, method: str, path: str, **options: Any) 
             data = response.data
     finally:
         response.release_conn()
-    return json.loads(data) if data else {}
+    return codec.loads(data) if data else {}

@@ -8,12 +8,12 @@ leader and is at most as stale as the leader's watch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import redis
 
+from shard_operator import codec
 from shard_operator import keys as key_names
 from shard_operator.cache.scripts import LIST_BY_INDEX
 from shard_operator.cache.selector import LabelSelector
@@ -47,7 +47,7 @@ class CacheReader:
         kind = _name(resource)
         with redis_errors():
             raw = self._redis.hget(key_names.objects_key(kind), key)
-        return json.loads(raw) if raw is not None else None
+        return codec.loads(raw) if raw is not None else None
 
     def get_many(self, resource: Resource | str, keys_: list[str]) -> list[dict[str, Any] | None]:
         kind = _name(resource)
@@ -55,7 +55,7 @@ class CacheReader:
             return []
         with redis_errors():
             values = self._redis.hmget(key_names.objects_key(kind), keys_)
-        return [json.loads(raw) if raw is not None else None for raw in values]
+        return [codec.loads(raw) if raw is not None else None for raw in values]
 
     def resource_version(self, resource: Resource | str, key: str) -> str | None:
         kind = _name(resource)
@@ -82,7 +82,7 @@ class CacheReader:
                 pairs: _Pairs = list(self._redis.hgetall(key_names.objects_key(kind)).items())
             else:
                 pairs = self._by_index(key_names.namespace_key(kind, namespace), kind)
-        objects = (json.loads(raw) for _, raw in sorted(pairs, key=lambda pair: _text(pair[0])))
+        objects = (codec.loads(raw) for _, raw in sorted(pairs, key=lambda pair: _text(pair[0])))
         return [obj for obj in objects if selector.matches_object(obj)]
 
     def list_owned(self, resource: Resource | str, owner_uid: str) -> _Objects:
@@ -90,7 +90,7 @@ class CacheReader:
         kind = _name(resource)
         with redis_errors():
             pairs = self._by_index(key_names.owner_key(kind, owner_uid), kind)
-        return [json.loads(raw) for _, raw in sorted(pairs, key=lambda pair: _text(pair[0]))]
+        return [codec.loads(raw) for _, raw in sorted(pairs, key=lambda pair: _text(pair[0]))]
 
     def _by_index(self, index: str, kind: str) -> _Pairs:
         flat = self._list_by_index(keys=[index, key_names.objects_key(kind)])

@@ -8,14 +8,13 @@ N / 500 round trips and no script touches more than 500 keys.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
 
-from shard_operator import keys
+from shard_operator import codec, keys
 from shard_operator.cache.scripts import DELETE, REPLACE_STEP, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
 from shard_operator.source.reflector import StreamingListHook
@@ -141,8 +140,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _upsert_args(kind: str, obj: dict[str, Any]) -> list[str]:
+def _upsert_args(kind: str, obj: dict[str, Any]) -> list[str | bytes]:
     meta = obj.get("metadata") or {}
     owners = ",".join(sorted({str(ref["uid"]) for ref in meta.get("ownerReferences") or [] if ref.get("uid")}))
     return [keys.kind_prefix(kind), object_key(obj), str(meta.get("resourceVersion") or "0"),
-            json.dumps(obj, separators=(",", ":")), owners]
+            codec.dumps(obj), owners]

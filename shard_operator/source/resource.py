@@ -15,9 +15,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from json import loads as _loads
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shard_operator.codec import loads as _loads
 from shard_operator.kube import raw_request
 
 if TYPE_CHECKING:
