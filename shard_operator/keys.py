@@ -38,21 +38,27 @@ The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
     :owner:<uid>       SET   keys whose ownerReferences name <uid>
     :replace:<token>   SET   keys of a relist in progress (deleted when it ends)
 
-The RQ job workers, shared by every controller (rq keeps its own ``rq:*`` keys)::
+The RQ job workers, shared by every controller::
 
     so:jobs:alive:<worker name>  STRING set with a short TTL while that job worker lives
     so:jobs:sweep:<rq queue>     STRING lock held by the one process sweeping that queue
+
+rq builds its own ``rq:*`` keys from the identifiers named here: the rq queue of a controller's jobs,
+``shard-operator.<controller>`` (:func:`controller_queue`; rq's list ``rq:queue:shard-operator.<controller>``),
+and the deterministic id of each job (:func:`job_id`; rq's hash ``rq:job:<id>``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import string
 from dataclasses import dataclass
 
 __all__ = [
-    "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "QUEUE_TEMPLATES", "Keys", "alive_key", "index_key",
-    "kind_prefix", "lua_names", "namespace_key", "objects_key", "owner_key", "replace_key", "sweep_lock_key",
-    "validate_shard_id", "versions_key",
+    "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "DEFAULT_QUEUE", "QUEUE_TEMPLATES", "Keys", "alive_key",
+    "controller_queue", "index_key", "job_id", "kind_prefix", "lua_names", "namespace_key", "objects_key",
+    "owner_key", "replace_key", "sweep_lock_key", "validate_shard_id", "versions_key",
 ]
 
 DEFAULT_NAMESPACE = "so"
@@ -259,7 +265,28 @@ def replace_key(kind: str, token: str) -> str:
     return _cache_key(kind, "replace", token=token)
 
 
-# The jobs layer (rq ids and queue names are rq's, in shard_operator.jobs.naming).
+# The jobs layer: our keys, and the identifiers rq turns into its ``rq:*`` keys.
+
+#: The rq queue jobs go to unless ``queue=`` says otherwise.
+DEFAULT_QUEUE = "shard-operator"
+
+_RQ_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def controller_queue(controller: str) -> str:
+    """The rq queue of one controller's jobs under the manager: its job workers serve no other, so a
+    worker never meets a task name another operator registered."""
+    return f"{DEFAULT_QUEUE}.{controller}"
+
+
+def job_id(controller: str, key: str, generation: int | str, name: str) -> str:
+    """The deterministic rq job id of (controller, object key, generation, job name).
+
+    rq ids allow only letters, digits, ``_`` and ``-``: a readable prefix plus a hash of the four parts.
+    """
+    digest = hashlib.sha256("\x1f".join((controller, key, str(generation), name)).encode()).hexdigest()[:32]
+    return f"so-{_RQ_UNSAFE.sub('_', controller)[:40]}-{digest}"
+
 
 def index_key(controller: str, key: str) -> str:
     """The hash of the current RQ job per job name of the object ``key`` of ``controller``."""

@@ -12,11 +12,11 @@ object's key is added back to the work queue, and the next reconcile reads ``ctx
 
 Modules: :mod:`.registry` (tasks by name), :mod:`.serialization` (JSON only), :mod:`.enqueueing`
 (the reconcile side), :mod:`.running` (the trampoline and the worker), :mod:`.sweeping` (abandoned
-jobs), :mod:`.pool` (supervised worker processes), :mod:`.status` (``shard-operator status``).
+jobs), :mod:`.pool` (supervised worker processes), :mod:`.summary` (``shard-operator status``). The rq
+queue and job ids are named in :mod:`shard_operator.keys` with every key.
 """
 
 from shard_operator.jobs.enqueueing import Jobs, JobsHandle, read_state
-from shard_operator.jobs.naming import DEFAULT_QUEUE, controller_queue, job_id
 from shard_operator.jobs.pool import JobWorkerPool, JobWorkerSpec, run_job_worker
 from shard_operator.jobs.registry import TaskRegistry, default_registry, task
 from shard_operator.jobs.serialization import JSONSerializer, check_json
@@ -25,7 +25,6 @@ from shard_operator.jobs.summary import ObjectJobs, format_summary, job_summary
 from shard_operator.jobs.sweeping import sweep_abandoned, update_queue_depth
 
 __all__ = [
-    "DEFAULT_QUEUE",
     "JSONSerializer",
     "JobRef",
     "JobState",
@@ -37,10 +36,8 @@ __all__ = [
     "ObjectJobs",
     "TaskRegistry",
     "check_json",
-    "controller_queue",
     "default_registry",
     "format_summary",
-    "job_id",
     "job_summary",
     "read_state",
     "run_job_worker",

@@ -25,11 +25,10 @@ from rq.job import Job
 from rq.results import Result as RqResult
 
 from shard_operator import metrics
-from shard_operator.jobs.naming import DEFAULT_QUEUE, job_id
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.serialization import JSONSerializer, check_json
 from shard_operator.jobs.state import JobRef, JobState, JobStatus
-from shard_operator.keys import index_key
+from shard_operator.keys import DEFAULT_QUEUE, index_key, job_id
 from shard_operator.storage import redis_errors
 
 __all__ = ["TRAMPOLINE", "Jobs", "JobsHandle", "read_state"]

@@ -26,10 +26,9 @@ import redis
 
 from shard_operator import logs
 from shard_operator.errors import StorageError
-from shard_operator.jobs.naming import DEFAULT_QUEUE
 from shard_operator.jobs.registry import TaskRegistry, default_registry
 from shard_operator.jobs.sweeping import sweep_abandoned, update_queue_depth
-from shard_operator.keys import alive_key
+from shard_operator.keys import DEFAULT_QUEUE, alive_key
 from shard_operator.storage import connect, redis_errors
 from shard_operator.supervision import Child, Exit, ProcessPool, RestartPolicy
 

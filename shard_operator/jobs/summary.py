@@ -16,9 +16,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from shard_operator.jobs.enqueueing import read_state
-from shard_operator.jobs.naming import DEFAULT_QUEUE
 from shard_operator.jobs.serialization import JSONSerializer
 from shard_operator.jobs.state import JobState
+from shard_operator.keys import DEFAULT_QUEUE
 from shard_operator.storage import redis_errors
 
 __all__ = ["ObjectJobs", "format_summary", "job_summary"]

@@ -30,8 +30,8 @@ import redis
 from shard_operator import metrics
 from shard_operator.config import Config, redact_url
 from shard_operator.errors import ConfigError
-from shard_operator.jobs import JobWorkerPool, controller_queue, default_registry
-from shard_operator.keys import Keys
+from shard_operator.jobs import JobWorkerPool, default_registry
+from shard_operator.keys import Keys, controller_queue
 from shard_operator.leaderelection import LeaderElector
 from shard_operator.manager.context import WorkerContextFactory
 from shard_operator.manager.health import HealthServer

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from shard_operator.errors import ApiError, NotFoundError
-from shard_operator.jobs import controller_queue, job_summary
-from shard_operator.keys import Keys
+from shard_operator.jobs import job_summary
+from shard_operator.keys import Keys, controller_queue
 from shard_operator.leaderelection import LeaseLock
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import live_members

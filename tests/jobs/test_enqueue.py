@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from shard_operator.errors import JobSerializationError, UnregisteredTaskError
-from shard_operator.jobs import Jobs, JobStatus, job_id
+from shard_operator.jobs import Jobs, JobStatus
+from shard_operator.keys import controller_queue, job_id
 from tests.jobs.tasks import CONTROLLER, QUEUE, registry, sleep
 
 pytestmark = pytest.mark.redis
@@ -37,6 +38,15 @@ def test_job_ids_are_deterministic_and_differ_by_each_part():
     others = {job_id("d", "ns/a", 3, "build"), job_id("c", "ns/b", 3, "build"), job_id("c", "ns/a", 4, "build"),
               job_id("c", "ns/a", 3, "test")}
     assert base not in others and len(others) == 4
+
+
+def test_a_controllers_jobs_land_in_the_rq_queue_and_under_the_id_the_key_layout_names(client):
+    queue = controller_queue(CONTROLLER)
+    ref = Jobs(client, CONTROLLER, registry=registry, queue=queue).for_request("ns/a", 7).enqueue_job(
+        sleep, 1.0, name="build")
+    assert ref.id == job_id(CONTROLLER, "ns/a", 7, "build")
+    assert [raw.decode() for raw in client.lrange(f"rq:queue:{queue}", 0, -1)] == [ref.id]
+    assert client.exists(f"rq:job:{ref.id}")
 
 
 def test_repeated_enqueues_of_one_generation_create_one_job(jobs, client):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import string
+from pathlib import Path
 
 import pytest
 
+import shard_operator
 from shard_operator import keys as layout
 from shard_operator.cache import CacheWriter
 from shard_operator.keys import CACHE_TEMPLATES, QUEUE_TEMPLATES, Keys, lua_names
@@ -79,3 +82,27 @@ def test_the_keys_the_scripts_write_are_the_keys_python_names(client, keys, cloc
             keys.members, keys.ring, keys.epoch, layout.objects_key(KIND), layout.namespace_key(KIND, "ns"),
             layout.owner_key(KIND, "u-1")} <= written
     assert {keys.ready("s0"), keys.ready("s1")} & written
+
+
+def defined_names(path: Path) -> set[str]:
+    """Functions, classes and variables ``path`` defines (at any depth), not the names it imports or uses."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_the_rq_names_of_a_controllers_jobs_come_from_the_key_layout_and_nowhere_else():
+    assert layout.controller_queue("widgets") == f"{layout.DEFAULT_QUEUE}.widgets" == "shard-operator.widgets"
+    assert layout.job_id("widgets", "ns/a", 3, "build").startswith("so-widgets-")
+    package = Path(shard_operator.__file__).parent
+    naming = {"DEFAULT_QUEUE", "controller_queue", "job_id", "index_key", "alive_key", "sweep_lock_key"}
+    defined_elsewhere = {f"{path.relative_to(package)}:{name}"
+                         for path in package.rglob("*.py") if path != package / "keys.py"
+                         for name in defined_names(path) & naming}
+    assert not defined_elsewhere
+    assert not (package / "jobs" / "naming.py").exists()
