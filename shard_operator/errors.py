@@ -3,8 +3,10 @@
 Every error the library raises on purpose derives from :class:`ShardOperatorError`.
 Errors of the transports are translated at one boundary each (``raise Mapped(...) from exc``):
 ``kubernetes.client.ApiException`` and urllib3 / socket errors in :mod:`shard_operator.kube`,
-``redis.RedisError`` in :mod:`shard_operator.storage`. Callers never import a client library to
-handle a failure::
+``redis.RedisError`` in :mod:`shard_operator.storage` (``redis_errors()``, used by the storage
+modules and around the manager's own Redis reads). Callers never import a client library to handle
+a failure: ``.importlinter`` lets only ``kube`` import the Kubernetes client, and only the storage
+modules (storage, queue, cache, sharding, jobs) import redis::
 
     ShardOperatorError
     ├── ConfigError              bad configuration or command-line input; the CLI exits 2

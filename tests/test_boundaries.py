@@ -12,8 +12,11 @@ import redis
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from shard_operator.client import install_crd, open_crd
 from shard_operator.errors import ApiError, NotFoundError, StorageError, TransportError
 from shard_operator.kube import api_error, raw_request, request_json, transport_errors
+from shard_operator.leaderelection import LeaderElectionRecord, LeaseLock
+from shard_operator.source import Resource
 from shard_operator.storage import connect, redis_errors
 
 
@@ -73,6 +76,13 @@ def not_found_server() -> Iterator[int]:
                      + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
 
 
+@pytest.fixture
+def html_server() -> Iterator[int]:
+    body = b"<html>a proxy's page</html>"
+    yield from serve(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: " + str(len(body)).encode()
+                     + b"\r\nConnection: close\r\n\r\n" + body)
+
+
 def test_a_refused_connection_is_a_transport_error():
     with pytest.raises(TransportError) as caught:
         request_json(api_client(free_port()), "GET", "/api/v1/namespaces", timeout=2)
@@ -119,6 +129,25 @@ def test_an_api_exception_with_status_0_is_a_transport_error_and_one_with_a_stat
         raise ConnectionResetError("Connection reset by peer")
     with pytest.raises(ValueError), transport_errors():
         raise ValueError("not a transport failure: passes through")
+
+
+def test_the_lease_lock_fails_with_the_kubernetes_boundarys_transport_error(resetting_server):
+    with pytest.raises(TransportError):
+        LeaseLock(api_client(resetting_server), "default", "leader").get(timeout=2)
+    with pytest.raises(TransportError):
+        LeaseLock(api_client(free_port()), "default", "leader").create(LeaderElectionRecord("me", 15), timeout=2)
+
+
+def test_a_lease_answer_that_is_not_json_is_an_api_error_but_not_a_transport_error(html_server):
+    with pytest.raises(ApiError) as caught:
+        LeaseLock(api_client(html_server), "default", "leader").get(timeout=2)
+    assert not isinstance(caught.value, TransportError)
+
+
+def test_installing_a_crd_on_an_unreachable_api_server_raises_the_projects_transport_error():
+    crd = open_crd(Resource("example.com", "v1", "widgets"), "Widget")
+    with pytest.raises(TransportError):
+        install_crd(api_client(free_port()), crd, timeout=0.5)
 
 
 def test_redis_errors_become_storage_errors_at_the_storage_boundary():

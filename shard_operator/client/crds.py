@@ -4,9 +4,12 @@ start."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from shard_operator.errors import ApiError, ConflictError
+from shard_operator.kube import request_json
 from shard_operator.source import Resource
 
 if TYPE_CHECKING:
@@ -37,24 +40,19 @@ def open_crd(resource: Resource, kind: str, *, singular: str | None = None) -> d
 
 def install_crd(api_client: ApiClient, crd: dict[str, Any], *, timeout: float = 30.0) -> None:
     """Create ``crd`` (an existing one is kept) and wait until its resource is listed, i.e. the CRD is
-    established and discovery serves it. Raises the last ``ApiException`` after ``timeout`` seconds."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)  # type: ignore[arg-type]  # the client takes plain dicts
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    established and discovery serves it. Raises the :class:`~shard_operator.errors.ApiError` of a
+    refused create at once, and the last error of the listing after ``timeout`` seconds."""
+    with contextlib.suppress(ConflictError):  # already there: kept as it is
+        request_json(api_client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd,
+                     timeout=max(timeout, 1.0))
     spec = crd["spec"]
-    custom = client.CustomObjectsApi(api_client)
+    path = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
     deadline = time.monotonic() + timeout
     while True:
         try:
-            custom.list_cluster_custom_object(spec["group"], spec["versions"][0]["name"], spec["names"]["plural"],
-                                              limit=1)
+            request_json(api_client, "GET", path, query=[("limit", 1)], timeout=max(timeout, 1.0))
             return
-        except ApiException:
+        except ApiError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

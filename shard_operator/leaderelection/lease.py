@@ -4,8 +4,8 @@ This is the only part of leader election that talks to the API server (client-go
 ``resourcelock.LeaseLock``). :class:`~shard_operator.leaderelection.elector.LeaderElector` decides
 *what* to write; this module writes it with optimistic concurrency (every update carries the
 ``resourceVersion`` last read or written, so a concurrent writer makes it fail with
-:class:`~shard_operator.errors.ConflictError`) and translates every failure into
-:mod:`shard_operator.errors` at the boundary.
+:class:`~shard_operator.errors.ConflictError`). Its requests go through :mod:`shard_operator.kube`, the
+one Kubernetes boundary, so its failures are already :mod:`shard_operator.errors`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shard_operator.errors import ApiError, TooManyRequestsError
-from shard_operator.kube import api_error, request_json
+from shard_operator.kube import request_json
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -61,9 +61,9 @@ class LeaseLock:
     Contract: :meth:`get` raises :class:`NotFoundError` when the Lease does not exist; :meth:`create`
     raises :class:`ConflictError` when it already exists; :meth:`update` replaces the spec of the
     object last read or written and raises :class:`ConflictError` if anyone wrote it since (a 429,
-    :class:`TooManyRequestsError`, keeps that object: the server applied nothing). Every
-    other failure, the transport's included, is an :class:`ApiError`. ``timeout`` bounds each call
-    in seconds.
+    :class:`TooManyRequestsError`, keeps that object: the server applied nothing). No answer at
+    all (refused, reset, timed out) is a :class:`~shard_operator.errors.TransportError`; every other failure is an
+    :class:`ApiError`. ``timeout`` bounds each call in seconds.
     """
 
     def __init__(self, api_client: ApiClient, namespace: str, name: str) -> None:
@@ -101,20 +101,20 @@ class LeaseLock:
             raise
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        """One raw JSON call. The typed ``CoordinationV1Api`` is not used: it re-serializes times
-        with ``isoformat()``, which drops the microseconds ``MicroTime`` requires when they are zero.
-        """
-        from kubernetes.client import ApiException
-        from urllib3.exceptions import HTTPError
+        """One raw JSON call through the Kubernetes boundary (:func:`shard_operator.kube.request_json`),
+        which raises the :class:`ApiError` family (a :class:`~shard_operator.errors.TransportError` when
+        nothing answered).
 
+        The typed ``CoordinationV1Api`` is not used: it re-serializes times with ``isoformat()``, which
+        drops the microseconds ``MicroTime`` requires when they are zero.
+        """
         try:
-            loaded: dict[str, Any] = request_json(self._api_client, method, path, body=body,
-                                                  timeout=max(timeout, 0.05))
-            return loaded
-        except ApiException as exc:
-            raise api_error(exc) from exc
-        except (HTTPError, OSError, ValueError) as exc:
-            raise ApiError(f"lease request {method} {path} failed: {exc!r}") from exc
+            loaded = request_json(self._api_client, method, path, body=body, timeout=max(timeout, 0.05))
+        except ValueError as exc:  # a 2xx answer whose body is not JSON
+            raise ApiError(f"lease request {method} {path}: the answer is not JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ApiError(f"lease request {method} {path}: the answer is not a JSON object")
+        return loaded
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -9,9 +9,7 @@ never inherited).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from shard_operator import metrics
 from shard_operator.cache import CacheReader
@@ -19,6 +17,9 @@ from shard_operator.client import Client, EventRecorder, RequestCounter
 from shard_operator.jobs import Jobs
 from shard_operator.kube import load_api_client
 from shard_operator.source import Resource
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = ["MetricRequestCounter", "WorkerContextFactory"]
 

@@ -25,11 +25,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from shard_operator import metrics
 from shard_operator.config import Config, redact_url
-from shard_operator.errors import ConfigError
+from shard_operator.errors import ConfigError, StorageError
 from shard_operator.jobs import JobWorkerPool, default_registry
 from shard_operator.keys import Keys, controller_queue
 from shard_operator.leaderelection import LeaderElector
@@ -37,9 +35,11 @@ from shard_operator.manager.context import WorkerContextFactory
 from shard_operator.manager.health import HealthServer
 from shard_operator.manager.leading import LeaderRunner
 from shard_operator.queue import TokenBucket
+from shard_operator.storage import connect, redis_errors
 from shard_operator.worker.pool import WorkerPool, WorkerSpec
 
 if TYPE_CHECKING:
+    import redis
     from kubernetes.client import ApiClient
 
     from shard_operator.operator import Operator
@@ -58,11 +58,17 @@ READINESS_STALE = 10.0
 def connect_redis(url: str) -> redis.Redis:
     """A Redis client that answered PING; ConfigError (one line) when the URL is bad or unreachable."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
-        client.ping()
-    except (redis.RedisError, ValueError, OSError) as exc:
-        raise ConfigError(redact_url(f"cannot reach Redis at {url}: {exc}")) from None
+        client = connect(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+        with redis_errors():
+            client.ping()
+    except (StorageError, ValueError, OSError) as exc:
+        raise ConfigError(redact_url(f"cannot reach Redis at {url}: {_cause(exc)}")) from None
     return client
+
+
+def _cause(exc: Exception) -> str:
+    """What went wrong, without StorageError's ``redis:`` prefix (the message names Redis already)."""
+    return str(exc).removeprefix("redis: ")
 
 
 def connect_api(kubeconfig: str | None) -> ApiClient:
@@ -138,10 +144,11 @@ class Manager:
             return False, "not running"
         redis_up = metrics.REDIS_UP.labels(self.operator.name)
         try:
-            ring = {shard.decode() for shard in self._probe.lrange(self._keys.ring, 0, -1)}
-        except (redis.RedisError, OSError) as exc:
+            with redis_errors():
+                ring = {shard.decode() for shard in self._probe.lrange(self._keys.ring, 0, -1)}
+        except (StorageError, OSError) as exc:
             redis_up.set(0)
-            return False, redact_url(f"Redis does not answer: {exc}")
+            return False, redact_url(f"Redis does not answer: {_cause(exc)}")
         redis_up.set(1)
         missing = [shard for shard in self.config.shard_ids if shard not in ring]
         if missing:
@@ -191,8 +198,8 @@ class Manager:
                 raise ConfigError(f"--metrics-address {config.metrics_address}: cannot listen on "
                                   f"{address[0]}:{address[1]}: {reason}") from None
         self._redis = connect_redis(config.redis_url)
-        self._probe = redis.Redis.from_url(config.redis_url, socket_connect_timeout=READINESS_TIMEOUT,
-                                           socket_timeout=READINESS_TIMEOUT)
+        self._probe = connect(config.redis_url, socket_connect_timeout=READINESS_TIMEOUT,
+                              socket_timeout=READINESS_TIMEOUT)
         self._api = connect_api(config.kubeconfig)
         folder = Path(config.metrics_dir or tempfile.mkdtemp(prefix="shard-operator-metrics-"))
         self._own_metrics_dir = folder if config.metrics_dir is None else None

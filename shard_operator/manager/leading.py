@@ -14,8 +14,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import redis
-
 from shard_operator import metrics
 from shard_operator.cache import CacheWriter
 from shard_operator.cache.scope import Scope, namespaces_cached
@@ -26,8 +24,10 @@ from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import Assigner
 from shard_operator.source import Informer, Resource
+from shard_operator.storage import redis_errors
 
 if TYPE_CHECKING:
+    import redis
     from kubernetes.client import ApiClient
 
     from shard_operator.config import Config
@@ -104,8 +104,9 @@ class Coordinator:
         # driving tick() itself (with a long interval) never races the thread.
         while not self._stop.wait(self.interval):
             try:
-                self.tick()
-            except (ShardOperatorError, redis.RedisError) as exc:
+                with redis_errors():
+                    self.tick()
+            except ShardOperatorError as exc:  # StorageError included
                 log.warning("coordinator of %s: %s", self.controller, exc)
 
 
@@ -167,8 +168,9 @@ class LeaderRunner:
 
     def _try_start_informers(self) -> None:
         try:
-            self._start_informers()
-        except (ShardOperatorError, redis.RedisError) as exc:
+            with redis_errors():
+                self._start_informers()
+        except ShardOperatorError as exc:  # StorageError included
             log.warning("leading %s: cannot start the informers yet (%s); retrying", self.operator.name, exc)
             return
         log.info("leading %s: watching %s", self.operator.name,

@@ -10,16 +10,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from shard_operator.errors import ApiError, NotFoundError
 from shard_operator.jobs import job_summary
 from shard_operator.keys import Keys, controller_queue
 from shard_operator.leaderelection import LeaseLock
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import live_members
+from shard_operator.storage import redis_errors
 
 if TYPE_CHECKING:
+    import redis
     from kubernetes.client import ApiClient
 
 __all__ = ["LAST_ERROR_LIMIT", "collect_status", "errors_key", "format_status"]
@@ -39,35 +39,39 @@ def errors_key(keys: Keys) -> str:
 
 def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClient | None = None,
                    lease: tuple[str, str] | None = None, member_ttl: float = 10.0) -> dict[str, Any]:
-    """A JSON-able summary: leader, ring, live shards, depth per shard, in-flight and retrying keys."""
-    keys = Keys.for_controller(controller)
-    queue = RateLimitingQueue(client, keys, bucket=None)
-    ring = [_text(shard) for shard in client.lrange(keys.ring, 0, -1)]
-    live = live_members(client, keys, member_ttl)
-    shards = sorted(set(ring) | set(live))
-    now = time.time()
-    failures = {_text(key): int(count) for key, count in client.hgetall(keys.failures).items()}
-    delayed = {_text(key): float(due) for key, due in client.zrange(keys.delayed, 0, -1, withscores=True)}
-    errors = {_text(key): _text(text)[:LAST_ERROR_LIMIT] for key, text in client.hgetall(errors_key(keys)).items()}
-    status: dict[str, Any] = {
-        "controller": controller,
-        "leader": None,
-        "epoch": int(client.get(keys.epoch) or 0),
-        "ring": ring,
-        "live_shards": live,
-        "queue_depth": {shard: queue.len(shard) for shard in shards},
-        "pending": int(client.llen(keys.pending)),
-        "dirty": int(client.hlen(keys.dirty)),
-        "in_flight": sorted(_text(key) for key in client.hkeys(keys.processing)),
-        "retrying": {key: {"failures": failures.get(key, 0),
-                           "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None,
-                           "last_error": errors.get(key)}
-                     for key in sorted(set(failures) | set(delayed))},
-    }
-    jobs = job_summary(client, controller, [controller_queue(controller)])
-    status["jobs"] = {key: {"running": [s.name for s in found.running], "queued": [s.name for s in found.queued],
-                            "failed": [{"name": s.name, "error": s.error} for s in found.failed]}
-                      for key, found in sorted(jobs.items())}
+    """A JSON-able summary: leader, ring, live shards, depth per shard, in-flight and retrying keys.
+
+    Raises :class:`~shard_operator.errors.StorageError` when Redis fails; a Lease that cannot be read is
+    reported as ``leader_error``."""
+    with redis_errors():  # a Redis failure is a StorageError, as everywhere above storage
+        keys = Keys.for_controller(controller)
+        queue = RateLimitingQueue(client, keys, bucket=None)
+        ring = [_text(shard) for shard in client.lrange(keys.ring, 0, -1)]
+        live = live_members(client, keys, member_ttl)
+        shards = sorted(set(ring) | set(live))
+        now = time.time()
+        failures = {_text(key): int(count) for key, count in client.hgetall(keys.failures).items()}
+        delayed = {_text(key): float(due) for key, due in client.zrange(keys.delayed, 0, -1, withscores=True)}
+        errors = {_text(key): _text(text)[:LAST_ERROR_LIMIT] for key, text in client.hgetall(errors_key(keys)).items()}
+        status: dict[str, Any] = {
+            "controller": controller,
+            "leader": None,
+            "epoch": int(client.get(keys.epoch) or 0),
+            "ring": ring,
+            "live_shards": live,
+            "queue_depth": {shard: queue.len(shard) for shard in shards},
+            "pending": int(client.llen(keys.pending)),
+            "dirty": int(client.hlen(keys.dirty)),
+            "in_flight": sorted(_text(key) for key in client.hkeys(keys.processing)),
+            "retrying": {key: {"failures": failures.get(key, 0),
+                               "due_in": round(max(delayed[key] - now, 0.0), 3) if key in delayed else None,
+                               "last_error": errors.get(key)}
+                         for key in sorted(set(failures) | set(delayed))},
+        }
+        jobs = job_summary(client, controller, [controller_queue(controller)])
+        status["jobs"] = {key: {"running": [s.name for s in found.running], "queued": [s.name for s in found.queued],
+                                "failed": [{"name": s.name, "error": s.error} for s in found.failed]}
+                          for key, found in sorted(jobs.items())}
     if api_client is not None and lease is not None:
         try:
             record = LeaseLock(api_client, *lease).get(10.0)

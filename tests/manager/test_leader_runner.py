@@ -7,12 +7,15 @@ interval): every tick is the test's, so nothing depends on how fast the machine 
 
 from __future__ import annotations
 
+import logging
+
 import fakeredis
 import pytest
 import redis
 
 from shard_operator.keys import Keys
-from shard_operator.manager.leading import LeaderRunner
+from shard_operator.manager.leading import Coordinator, LeaderRunner
+from tests.waiting import eventually
 
 
 class FakeInformer:
@@ -126,3 +129,19 @@ def test_the_first_tick_after_a_redis_outage_makes_the_informers_retry_at_once(r
     assert informer.retried == 1 and not informer.stopped  # the data survived: no relist from scratch
     tick(runner)
     assert informer.retried == 1
+
+
+def test_the_coordinator_logs_a_redis_outage_as_a_storage_error_and_keeps_ticking(caplog):
+    client = FlakyRedis()
+    client.down = True
+    coordinator = Coordinator(client, "demo", member_ttl=10.0, interval=0.02)
+    with caplog.at_level(logging.WARNING, logger="shard_operator.manager.leading"):
+        coordinator.start()
+        try:
+            eventually(lambda: len(caplog.records) >= 3, timeout=5, what="three failed ticks")
+            assert coordinator._thread is not None and coordinator._thread.is_alive()
+        finally:
+            coordinator.stop()
+    # StorageError's message (storage.redis_errors), not redis-py's exception caught in the manager
+    assert all(r.getMessage() == "coordinator of demo: redis: Connection refused" for r in caplog.records[:3])
+
