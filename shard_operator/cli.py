@@ -213,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     logs.set_process("manager")
     operator = load_operator(args.app)
+    logs.set_process("manager", controller=operator.name)
     config = config_from_args(args)
     from shard_operator.manager import Manager
 

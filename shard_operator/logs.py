@@ -6,7 +6,8 @@ reconcile workers (one per shard) and the RQ job workers. Which process wrote a 
 which object is what an operator's user needs to read the log, so this module puts these fields on
 every record:
 
-- ``set_process(role, shard)`` once per process (``manager``, ``worker``, ``job-worker``);
+- ``set_process(role, shard, controller=...)`` once per process (``manager``, ``worker``,
+  ``job-worker``): every thread of the process logs them, threads started later included;
 - ``log_context(controller=..., key=...)`` around a unit of work, bound with :mod:`contextvars`
   so that each reconcile thread sees its own fields;
 - ``configure(level, fmt)`` installs one stderr handler that writes them as text or JSON lines.
@@ -40,15 +41,15 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Fields every record carries (None when unknown), in the order a text line shows them.
 STANDARD_FIELDS = ("role", "shard", "controller", "key")
 
-_process: dict[str, str | None] = {"role": None, "shard": None}
+_process: dict[str, str | None] = {"role": None, "shard": None, "controller": None}
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "shard_operator_log_context", default=MappingProxyType({}))
 
 
-def set_process(role: str, shard: str | None = None) -> None:
-    """Name this process on every record from now on; call once at the start of each process."""
-    _process["role"] = role
-    _process["shard"] = shard
+def set_process(role: str, shard: str | None = None, *, controller: str | None = None) -> None:
+    """Name this process (its role, shard and controller) on every record of every thread from now on;
+    call once at the start of each process. A :func:`log_context` field of the same name wins."""
+    _process.update(role=role, shard=shard, controller=controller)
 
 
 @contextlib.contextmanager
@@ -66,8 +67,7 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 def current_fields() -> dict[str, Any]:
     """The fields a record logged here and now would carry (standard ones None when unknown)."""
-    fields: dict[str, Any] = {"role": _process["role"], "shard": _process["shard"],
-                              "controller": None, "key": None}
+    fields: dict[str, Any] = {**_process, "key": None}
     fields.update(_context.get())
     return fields
 

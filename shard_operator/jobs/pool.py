@@ -47,6 +47,7 @@ class JobWorkerSpec:
     alive_ttl: float = 10.0
     logging_level: str = "WARNING"
     redis_options: dict[str, Any] = field(default_factory=dict)
+    controller: str | None = None  # named on every log line of the process
 
 
 def run_job_worker(spec: JobWorkerSpec, registry: TaskRegistry, stop: threading.Event | None = None) -> None:
@@ -79,6 +80,7 @@ def run_job_worker(spec: JobWorkerSpec, registry: TaskRegistry, stop: threading.
         beat_client.set(alive_key(spec.name), "1", px=ttl_ms)  # alive before the first job can start
     beater = threading.Thread(target=beat, name="job-worker-alive", daemon=True)
     beater.start()
+    log.info("job worker %s serving %s", spec.name, ", ".join(spec.queues))
     try:
         queues = [Queue(name, connection=client, serializer=JSONSerializer) for name in spec.queues]
         JobWorker(queues, connection=client, name=spec.name, stop=stop).work(logging_level=spec.logging_level)
@@ -92,7 +94,7 @@ def run_job_worker(spec: JobWorkerSpec, registry: TaskRegistry, stop: threading.
 
 
 def _job_worker_main(stop: threading.Event, spec: JobWorkerSpec, registry: TaskRegistry) -> None:
-    logs.set_process("job-worker", spec.name)
+    logs.set_process("job-worker", spec.name, controller=spec.controller)
     run_job_worker(spec, registry, stop)
 
 
@@ -103,14 +105,15 @@ class JobWorkerPool:
     pod stays "started" (see :mod:`.sweeping`). Restart backoff doubles from ``restart_backoff`` up to
     ``max_restart_backoff`` and resets once a child has run ``stable_after`` seconds. Tasks come from
     ``registry`` (default: :data:`~shard_operator.jobs.registry.default_registry`) as it is when the
-    children fork. Each (re)start gets a fresh worker name (``<name_prefix>.<slot>.<random>``).
+    children fork. Each (re)start gets a fresh worker name (``<name_prefix>.<slot>.<random>``); ``controller``
+    is named on every log line of the children.
     """
 
     def __init__(self, n: int, redis_url: str, queues: list[str] | tuple[str, ...] = (DEFAULT_QUEUE,), *,
                  registry: TaskRegistry | None = None, alive_ttl: float = 10.0, sweep_interval: float = 5.0,
                  restart_backoff: float = 1.0, max_restart_backoff: float = 30.0, stable_after: float = 5.0,
                  logging_level: str = "WARNING", redis_options: dict[str, Any] | None = None,
-                 name_prefix: str | None = None) -> None:
+                 name_prefix: str | None = None, controller: str | None = None) -> None:
         if n < 1 or not queues:
             raise ValueError("a job worker pool needs n >= 1 and at least one queue")
         if alive_ttl <= 0 or sweep_interval <= 0:
@@ -121,6 +124,7 @@ class JobWorkerPool:
         self.restart_policy = RestartPolicy(restart_backoff, max_restart_backoff, stable_after)
         self.logging_level, self.redis_options = logging_level, dict(redis_options or {})
         self.name_prefix = name_prefix or f"so-jobs.{socket.gethostname()}"
+        self.controller = controller
         self._pool = ProcessPool(n, self._child, policy=self.restart_policy, on_exit=self._exited)
         self._client: redis.Redis | None = None
         self._last_sweep = 0.0
@@ -176,7 +180,7 @@ class JobWorkerPool:
     def _child(self, index: int) -> Child:
         spec = JobWorkerSpec(name=f"{self.name_prefix}.{index}.{uuid.uuid4().hex[:8]}", redis_url=self.redis_url,
                              queues=self.queues, alive_ttl=self.alive_ttl, logging_level=self.logging_level,
-                             redis_options=self.redis_options)
+                             redis_options=self.redis_options, controller=self.controller)
         return Child(f"job-worker-{index}", _job_worker_main, (spec, self.registry))
 
     def _exited(self, exits: list[Exit]) -> None:

@@ -221,7 +221,7 @@ class Manager:
         if job_workers:
             self._jobs = JobWorkerPool(job_workers, config.redis_url, [controller_queue(operator.name)],
                                        registry=default_registry, restart_backoff=config.restart_backoff,
-                                       name_prefix=f"{config.pod_name}-jobs")
+                                       name_prefix=f"{config.pod_name}-jobs", controller=operator.name)
 
     def _start(self) -> None:
         config = self.config

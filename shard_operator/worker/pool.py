@@ -97,9 +97,8 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
 
 
 def _worker_main(stop: threading.Event, spec: WorkerSpec, reconcile: ReconcileFn) -> None:
-    logs.set_process("worker", spec.shard)
-    with logs.log_context(controller=spec.controller):
-        run_shard_worker(spec, reconcile, stop)
+    logs.set_process("worker", spec.shard, controller=spec.controller)  # its claim renewer's thread too
+    run_shard_worker(spec, reconcile, stop)
 
 
 class WorkerPool:

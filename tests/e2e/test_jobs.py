@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,9 @@ import pytest
 from examples.widgets import WIDGETS, widget
 from shard_operator.client import Client
 from tests.e2e.observed import ROOT
+
+#: ``TIME LEVEL ROLE[SHARD] LOGGER: ...`` (shard_operator.logs.TextFormatter)
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\S+ [A-Z]+ (?P<role>[a-z-]+)(\[[^\]]*\])? ")
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.redis, pytest.mark.slow]
 
@@ -48,3 +52,9 @@ def test_a_slow_job_computes_the_status_and_a_new_generation_gets_a_new_job(
     status = json.loads(shown.stdout)
     assert status["leader"] == "pod-0"
     assert all(not found["running"] and not found["failed"] for found in status["jobs"].values())
+
+    # Every line of every process names the controller: the manager's threads (election, informers,
+    # coordinator), the reconcile workers (silent at INFO when all goes well) and the job worker.
+    lines = [line for line in manager.stderr.splitlines() if LOG_LINE.match(line)]
+    assert {"manager", "job-worker"} <= {LOG_LINE.match(line)["role"] for line in lines}, lines
+    assert [line for line in lines if " controller=widgets-measuring" not in line] == []

@@ -89,6 +89,20 @@ def test_the_context_belongs_to_the_thread_that_bound_it(stream: io.StringIO) ->
     assert entries["elsewhere"]["key"] is None
 
 
+def test_the_process_fields_reach_a_thread_started_later_and_a_bound_controller_wins(stream: io.StringIO) -> None:
+    logs.configure("INFO", "json", stream=stream)
+    logs.set_process("worker", "s0", controller="widgets")
+    renewer = threading.Thread(target=lambda: logging.getLogger("renewer").info("claim renewed"))
+    renewer.start()
+    renewer.join(5)
+    with logs.log_context(controller="gadgets"):
+        logging.getLogger("t").info("bound")
+    entries = {e["message"]: e for e in map(json.loads, stream.getvalue().splitlines())}
+    assert (entries["claim renewed"]["role"], entries["claim renewed"]["shard"],
+            entries["claim renewed"]["controller"]) == ("worker", "s0", "widgets")
+    assert entries["bound"]["controller"] == "gadgets"
+
+
 def test_an_unknown_level_or_format_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="--log-level"):
         logs.configure("LOUD", "text")
