@@ -27,6 +27,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.redis
 
 WIDGETS = Resource("example.com", "v1", "widgets")
+CLUSTER_WIDGETS = Resource("example.com", "v1", "clusterwidgets", namespaced=False)
 
 
 class KeyOfObject:
@@ -48,15 +49,26 @@ class Cfg:
         self.namespaces = namespaces
 
 
-def leader(client: redis.Redis, api: FakeListWatch, namespaces: list[str] | None = None) -> LeaderRunner:
+class ClusterOp:
+    """An operator whose primary resource is cluster-scoped (like Nodes or ClusterRoles)."""
+
+    name, resource, namespaces = "faults", CLUSTER_WIDGETS, None
+
+    def handlers_by_resource(self) -> dict[Resource, list[Any]]:
+        return {CLUSTER_WIDGETS: [KeyOfObject()]}
+
+
+def leader(client: redis.Redis, api: FakeListWatch, namespaces: list[str] | None = None,
+           operator: Any = None) -> LeaderRunner:
     """A LeaderRunner whose informers list and watch the fake API (everything else is the real code)."""
-    runner = LeaderRunner(Op(), Cfg(namespaces), api_client=None, client=client)  # type: ignore[arg-type]
+    runner = LeaderRunner(operator or Op(), Cfg(namespaces), api_client=None, client=client)  # type: ignore[arg-type]
 
     def informer(resource: Resource, handlers: list[Any]) -> Informer:
         dispatcher = EventDispatcher(resource.name, handlers, cache=runner._cache, queue=runner._queue,
                                      controller=runner.operator.name)
+        # as LeaderRunner._informer: a cluster-scoped resource is listed whole, whatever the namespaces
         return Informer(resource, dispatcher, list_watch=api,
-                        namespaces=runner._namespaces(), watch_timeout=5,
+                        namespaces=runner._namespaces() if resource.namespaced else None, watch_timeout=5,
                         on_list=runner._cache.list_hook_for(resource.name))
 
     runner._informer = informer  # type: ignore[method-assign]
@@ -125,8 +137,25 @@ def test_a_restart_with_fewer_namespaces_leaves_nothing_of_the_dropped_ones_to_r
         client.close()
 
 
-def test_a_scope_contains_keys_of_its_namespaces_only():
+def test_a_cluster_scoped_primary_run_with_namespaces_has_its_keys_in_scope(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    api = FakeListWatch()
+    api.put("c1", namespace=None)
+    runner = leader(client, api, ["a"], operator=ClusterOp())  # --namespace a, a cluster-scoped primary
+    runner.start()
+    try:
+        eventually(lambda: runner.has_synced, timeout=10)
+        assert client.hexists(cache_keys.objects_key(CLUSTER_WIDGETS.name), "c1")
+        # --namespace cannot select a cluster-scoped object: its key is reconciled, not silently skipped
+        assert ScopeReader(client, "faults").contains("c1")
+        assert not ScopeReader(client, "faults").contains("b/x")
+    finally:
+        runner.stop()
+        client.close()
+
+
+def test_a_scope_contains_keys_of_its_namespaces_and_every_cluster_scoped_key():
     scope = Scope.of(["a", "c"])
-    assert scope.contains("a/x") and scope.contains("c/y")
-    assert not scope.contains("b/x") and not scope.contains("cluster-scoped")
+    assert scope.contains("a/x") and scope.contains("c/y") and scope.contains("cluster-scoped")
+    assert not scope.contains("b/x")
     assert Scope().contains("b/x") and Scope().contains("cluster-scoped")
