@@ -18,6 +18,7 @@ from shard_operator.queue import RateLimitingQueue
 from shard_operator.reconcile import Request, Result
 from shard_operator.sharding import Assigner, Membership
 from shard_operator.worker.runner import ShardWorker
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis
 
@@ -223,3 +224,23 @@ def test_a_key_outside_the_published_scope_is_done_without_a_reconcile(client):
     seen = run_worker(client, lambda request, ctx, n: None, seconds=1.0)
     assert seen == Counter({"kept/b": 1})
     assert client.hlen(KEYS.dirty) == 0 and client.hlen(KEYS.processing) == 0  # dropped/a is done, not stuck
+
+
+def test_a_key_outside_the_workers_own_namespaces_is_not_reconciled_while_redis_has_an_older_wider_scope(client):
+    from shard_operator.cache.scope import Scope
+
+    # A restart with --namespace a: until this run's leader wins the Lease, Redis holds the old run's scope.
+    Scope.of(["a", "b"]).publish(client, "unit")
+    queue_of(client).add_many(["b/dropped", "a/kept", "cluster-scoped"])
+    seen: Counter = Counter()
+    queue = RateLimitingQueue(client, KEYS, bucket=None)
+    worker = ShardWorker(queue, lambda request, ctx: seen.update([request.key]), controller="unit", shard="s0",
+                         owner="w1", get_timeout=0.05, namespaces=["a"])
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        eventually(lambda: client.hlen(KEYS.dirty) == 0 and client.hlen(KEYS.processing) == 0, timeout=10)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    assert seen == Counter({"a/kept": 1, "cluster-scoped": 1})  # b/dropped was done without a reconcile
