@@ -15,9 +15,12 @@ A worker checks its own process's namespaces as well as the published scope (see
 :class:`~shard_operator.worker.runner.ShardWorker`): after a restart with a narrower ``--namespace`` the
 scope in Redis is the old leader's, wider one, until the new leader wins the Lease and publishes its own.
 
-A label or field selector is not part of the scope: an object that stops matching is removed from
-the cache by the next list, so its key reaches the reconciler as deleted (``ctx.get()`` is None),
-as an object that leaves a selector does in client-go.
+A label or field selector is not part of the scope. Within a run, an object that stops matching comes
+as a DELETED watch event: it leaves the cache and its key reaches the reconciler as deleted
+(``ctx.get()`` is None), as in client-go. After a restart with a narrower selector, the new leader's
+first list removes the unselected objects from the cache and queues none of them; a key of one still
+queued from the previous run is reconciled once as deleted, or, if a worker takes it before that first
+list ends, with the previous run's cached copy.
 """
 
 from __future__ import annotations
