@@ -125,6 +125,27 @@ def test_requeue_after_and_temporary_error_delay_bring_the_key_back_after_the_de
     assert queue_of(client).num_requeues("ns/wait") == 0  # the success after the retry forgot it
 
 
+def test_a_429_is_not_handed_out_again_before_its_retry_after(client):
+    from shard_operator.errors import TooManyRequestsError
+
+    clock = ManualClock()
+    queue_of(client).add("ns/throttled")
+
+    def reconcile(request, ctx, n):
+        if n == 1:
+            raise TooManyRequestsError("the server is busy", retry_after=0.3)
+        return None
+
+    with running_worker(client, reconcile, clock=clock) as seen:
+        eventually(lambda: seen["ns/throttled"] == 1 and delayed_by(client, clock, "ns/throttled"), timeout=10)
+        assert delayed_by(client, clock, "ns/throttled") == 0.3  # Retry-After, not the 5 ms backoff
+        clock.step(0.29)
+        assert queue_of(client, clock).get("s0", "probe", timeout=0) is None  # 10 ms early: not handed out
+        clock.step(0.01)
+        eventually(lambda: seen["ns/throttled"] == 2 and idle(client), timeout=10)
+    assert queue_of(client).num_requeues("ns/throttled") == 0  # the success forgot the failure
+
+
 def test_a_long_reconcile_keeps_its_claim_while_expired_claims_are_reaped(client):
     clock = ManualClock()
     fake_now = [0.0]  # the worker's monotonic clock, moved with the manual one
