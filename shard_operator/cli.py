@@ -32,6 +32,7 @@ from shard_operator import logs
 from shard_operator.config import ENV_PREFIX, Config
 from shard_operator.errors import ConfigError, ShardOperatorError
 from shard_operator.manifests.cli import add_manifests_parser, cmd_manifests
+from shard_operator.redaction import redact_url
 
 if TYPE_CHECKING:
     from shard_operator.operator import Operator
@@ -237,7 +238,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         api.close()
     if not _controller_seen(status):
         raise ShardOperatorError(f"no controller {controller!r}: no leader Lease {lease[0]}/{lease[1]} and "
-                                 f"nothing of it in Redis at {args.redis_url} (is the name right, and does "
+                                 f"nothing of it in Redis at {redact_url(args.redis_url)} (is the name right, and does "
                                  "the operator run?)")
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
@@ -308,11 +309,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "manifests":
             return cmd_manifests(args)
         raise ConfigError(f"unknown command {args.command!r}")
-    except ConfigError as exc:
-        print(f"shard-operator: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # every error line is redacted, whichever site raised it
+        print(f"shard-operator: {redact_url(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except ShardOperatorError as exc:
-        print(f"shard-operator: {exc}", file=sys.stderr)
+        print(f"shard-operator: {redact_url(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -5,21 +5,21 @@ The command line (:mod:`shard_operator.cli`) fills a :class:`Config` from flags,
 raises :class:`~shard_operator.errors.ConfigError` with one line naming the bad value, so a bad
 deployment fails at start, before any worker process exists, with a clear reason instead of a
 traceback: every number is finite and within a sane range, and the timings that depend on one another
-(the Lease's, a shard's heartbeat and TTL) are checked together. :func:`redact_url` keeps credentials
-out of every message that shows a URL.
+(the Lease's, a shard's heartbeat and TTL) are checked together. :func:`redact_url` (from
+:mod:`shard_operator.redaction`) keeps credentials out of every message that shows a URL.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from shard_operator.errors import ConfigError
 from shard_operator.keys import validate_shard_id
+from shard_operator.redaction import redact_url
 
 __all__ = ["ENV_PREFIX", "Config", "in_cluster_namespace", "redact_url"]
 
@@ -56,24 +56,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 _WHOLE = {"workers", "threads", "job_workers", "burst"}
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@")
-_SECRET_PARAM = re.compile(r"(?P<name>[?&;](?:password|passwd|pass|pwd|token|secret)=)[^&;#\s]*", re.IGNORECASE)
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``.
-
-    ``redis://user:secret@host/0`` becomes ``redis://user:***@host/0``, ``redis://secret@host`` becomes
-    ``redis://***@host`` and ``?password=secret`` becomes ``?password=***``. Works on whole messages
-    (an exception's text that quotes a URL), not only on a URL alone.
-    """
-
-    def userinfo(match: re.Match[str]) -> str:
-        user, colon, _ = match["userinfo"].partition(":")
-        return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
-
-    return _SECRET_PARAM.sub(lambda m: f"{m['name']}***", _USERINFO.sub(userinfo, text))
 
 
 def in_cluster_namespace(default: str = "default") -> str:

@@ -12,6 +12,10 @@ every record:
   so that each reconcile thread sees its own fields;
 - ``configure(level, fmt)`` installs one stderr handler that writes them as text or JSON lines.
 
+That handler redacts credentials (:func:`~shard_operator.redaction.redact_url`) from every record it
+writes, message, traceback and stack alike, so a password in a Redis URL that an exception quotes
+never reaches the log, whichever call site logged it.
+
 It also quiets urllib3's "Retrying (Retry(total=2, ...))" warnings: the Kubernetes client retries
 a refused connection three times and urllib3 logs each retry, so one failed request to an
 unreachable API server printed three long warnings before the caller's own error line.
@@ -30,9 +34,10 @@ from types import MappingProxyType
 from typing import IO, Any, Literal
 
 from shard_operator.errors import ConfigError
+from shard_operator.redaction import redact_url
 
-__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "configure", "current_fields", "log_context",
-           "set_process"]
+__all__ = ["FORMATS", "JsonFormatter", "RedactingFilter", "TextFormatter", "configure", "current_fields",
+           "log_context", "set_process"]
 
 Format = Literal["text", "json"]
 FORMATS: tuple[Format, ...] = ("text", "json")
@@ -84,6 +89,33 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class RedactingFilter(logging.Filter):
+    """Replaces credentials in a record's message, traceback and stack by ``***`` (never drops a record).
+
+    The message is formatted here (``msg % args``) and stored redacted with no arguments left; the
+    traceback is formatted once into ``exc_text``, which both formatters of this module write instead
+    of formatting ``exc_info`` again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_url(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_url(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_url(record.stack_info)
+        return True
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The record's traceback: the (redacted) ``exc_text`` the filter left, else formatted now."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else ""
+
+
 def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "context_fields", None)
     return dict(fields) if fields is not None else current_fields()
@@ -106,8 +138,8 @@ class TextFormatter(logging.Formatter):
         line = f"{_timestamp(record)} {record.levelname} {who} {record.name}: {record.getMessage()}"
         if extras:
             line += " " + extras
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            line += "\n" + _exception_text(self, record)
         elif record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
         return line
@@ -121,8 +153,8 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname, "logger": record.name,
                                  "message": record.getMessage(), "pid": record.process}
         entry.update(_fields_of(record))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry["exception"] = _exception_text(self, record)
         return json.dumps(entry, default=str)
 
 
@@ -158,6 +190,7 @@ def configure(level: str = "INFO", fmt: str = "text", stream: IO[str] | None = N
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextFilter())
+    handler.addFilter(RedactingFilter())
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:

@@ -199,6 +199,45 @@ def test_a_killed_workers_key_is_reconciled_again_within_3_seconds_with_the_defa
         pool.stop(timeout=5)
 
 
+@pytest.mark.redis
+def test_a_shard_in_restart_backoff_leaves_the_ring_so_a_live_shard_takes_its_keys(redis_url):
+    import redis
+
+    from shard_operator.keys import Keys
+    from shard_operator.queue import WorkQueue
+    from shard_operator.sharding import Assigner, Membership
+    from shard_operator.worker.pool import WorkerPool, WorkerSpec
+
+    client, keys = redis.Redis.from_url(redis_url), Keys.for_controller("backoff")
+    specs = [WorkerSpec(controller="backoff", shard=shard, redis_url=redis_url, bucket=None) for shard in ("s0", "s1")]
+    pool = WorkerPool(specs, _recording_reconcile)  # not started: the test reports exits as supervise() would
+    assigner, queue = Assigner(client, keys), WorkQueue(client, keys)
+
+    def members() -> set[str]:
+        return {member.decode() for member in client.zrange(keys.members, 0, -1)}
+
+    try:
+        for shard in ("s0", "s1"):
+            Membership(client, keys, shard).heartbeat()
+        assigner.rebalance()
+        queue.add_many(f"ns/k{i}" for i in range(20))
+        # restarted at once (after a stable run): s0 stays a member, its replacement takes its keys back
+        pool._exited([Exit(0, pool._child(0), pid=4_000_001, exitcode=-9, restart_in=0.0)])
+        assert members() == {"s0", "s1"}
+        # restarted only after a backoff: s0 leaves now, so the next rebalance gives all its keys to s1
+        pool._exited([Exit(0, pool._child(0), pid=4_000_002, exitcode=-9, restart_in=2.0)])
+        assert members() == {"s1"}
+        assigner.rebalance()
+        taken = set()
+        while (item := queue.get("s1", "live-worker", timeout=0.5)) is not None:
+            taken.add(item.key)
+            queue.done(item)
+        assert taken == {f"ns/k{i}" for i in range(20)}
+    finally:
+        pool.stop(timeout=1)
+        client.close()
+
+
 _log_clients: dict[int, object] = {}
 
 

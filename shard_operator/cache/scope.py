@@ -6,9 +6,21 @@ longer watches; a worker asks :class:`ScopeReader` before it reconciles a key. W
 restart with a narrower ``--namespace`` left the dropped namespaces' keys queued and their objects
 cached, and the workers reconciled and wrote them.
 
-A label or field selector is not part of the scope: an object that stops matching is removed from
-the cache by the next list, so its key reaches the reconciler as deleted (``ctx.get()`` is None),
-as an object that leaves a selector does in client-go.
+Namespaces restrict only namespaced objects: a cluster-scoped key (``name``, no namespace) is always in
+scope, since ``--namespace`` cannot select it; the informer of a cluster-scoped resource lists all of
+it whatever the namespaces. Without this, a cluster-scoped primary run with ``--namespace`` had every key
+skipped without a word.
+
+A worker checks its own process's namespaces as well as the published scope (see
+:class:`~shard_operator.worker.runner.ShardWorker`): after a restart with a narrower ``--namespace`` the
+scope in Redis is the old leader's, wider one, until the new leader wins the Lease and publishes its own.
+
+A label or field selector is not part of the scope. Within a run, an object that stops matching comes
+as a DELETED watch event: it leaves the cache and its key reaches the reconciler as deleted
+(``ctx.get()`` is None), as in client-go. After a restart with a narrower selector, the new leader's
+first list removes the unselected objects from the cache and queues none of them; a key of one still
+queued from the previous run is reconciled once as deleted, or, if a worker takes it before that first
+list ends, with the previous run's cached copy.
 """
 
 from __future__ import annotations
@@ -34,7 +46,9 @@ def scope_key(controller: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Namespaces watched for the primary resource; ``namespaces=None`` means all of them."""
+    """Namespaces watched for the primary resource; ``namespaces=None`` means all of them.
+
+    The namespaces restrict namespaced keys only: a cluster-scoped key is in every scope."""
 
     namespaces: frozenset[str] | None = None
 
@@ -43,11 +57,12 @@ class Scope:
         return cls(None if namespaces is None else frozenset(namespaces))
 
     def contains(self, key: str) -> bool:
-        """Whether a work-queue key (``namespace/name``, or ``name`` if cluster-scoped) is in scope."""
+        """Whether a work-queue key (``namespace/name``, or ``name`` if cluster-scoped) is in scope;
+        always True for a cluster-scoped key."""
         if self.namespaces is None:
             return True
         namespace, slash, _ = key.partition("/")
-        return bool(slash) and namespace in self.namespaces
+        return not slash or namespace in self.namespaces
 
     def publish(self, client: redis.Redis, controller: str) -> None:
         value = None if self.namespaces is None else sorted(self.namespaces)

@@ -253,10 +253,13 @@ class Manager:
         bucket = TokenBucket(qps=config.qps, burst=config.burst) if config.qps > 0 else None
         factory = WorkerContextFactory(operator.name, operator.resource, config.kubeconfig, config.pod_name,
                                        job_queue=controller_queue(operator.name), job_timeout=config.job_timeout)
+        # the leader's rule (LeaderRunner._namespaces): the flag, else the operator's own
+        namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
         return [WorkerSpec(controller=operator.name, shard=shard, redis_url=config.redis_url,
                            threads=config.threads, claim_ttl=config.claim_ttl,
                            heartbeat_interval=config.heartbeat_interval, bucket=bucket, context_factory=factory,
-                           redis_options={"max_connections": config.redis_max_connections})
+                           redis_options={"max_connections": config.redis_max_connections},
+                           namespaces=None if namespaces is None else tuple(namespaces))
                 for shard in config.shard_ids]
 
     def _shutdown(self) -> None:

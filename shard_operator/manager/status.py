@@ -7,7 +7,6 @@ key it shows the failures, when the key is due, and the last error a worker stor
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from shard_operator.errors import ApiError, NotFoundError
@@ -49,7 +48,8 @@ def collect_status(client: redis.Redis, controller: str, *, api_client: ApiClien
         ring = [_text(shard) for shard in client.lrange(keys.ring, 0, -1)]
         live = live_members(client, keys, member_ttl)
         shards = sorted(set(ring) | set(live))
-        now = time.time()
+        seconds, micros = client.time()  # due times are on the Redis clock (shard_operator.clock), not this host's
+        now = seconds + micros / 1_000_000
         failures = {_text(key): int(count) for key, count in client.hgetall(keys.failures).items()}
         delayed = {_text(key): float(due) for key, due in client.zrange(keys.delayed, 0, -1, withscores=True)}
         errors = {_text(key): _text(text)[:LAST_ERROR_LIMIT] for key, text in client.hgetall(errors_key(keys)).items()}

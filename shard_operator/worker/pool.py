@@ -54,6 +54,9 @@ class WorkerSpec:
     #: Called in the child with its Redis client; returns the context parts of :class:`~.runner.ShardWorker` (``cache``,
     #: ``client``, ``recorder``, ``resource``). The manager builds the API client here, after the fork.
     context_factory: Callable[[Any], dict[str, Any]] | None = None
+    #: The namespaces this process watches (None: all): the worker reconciles no key outside them, whatever
+    #: scope an older leader left in Redis.
+    namespaces: tuple[str, ...] | None = None
 
 
 def worker_owner(shard: str, pid: int | None = None) -> str:
@@ -73,7 +76,7 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
     context = spec.context_factory(client) if spec.context_factory is not None else {}
     worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard,
                          owner=worker_owner(spec.shard), threads=spec.threads, get_timeout=spec.get_timeout,
-                         **context)
+                         namespaces=spec.namespaces, **context)
 
     def beat() -> None:
         while not stop.is_set():

@@ -11,9 +11,10 @@ write, and the loop checks it again before applying the outcome. A reconcile who
 aborted (``ClaimLost``), writes nothing more, and its key is added again, so the key's current owner (or
 this worker, later) reconciles the latest spec.
 
-A key outside the namespaces the leader watches now (:class:`~shard_operator.cache.scope.ScopeReader`)
-is done without a reconcile. Every log line of a reconcile carries its controller and key
-(:func:`shard_operator.logs.log_context`).
+A key outside the namespaces the leader watches now (:class:`~shard_operator.cache.scope.ScopeReader`),
+or outside this process's own ``namespaces`` (the published scope may still be an older leader's, wider
+one, until this run's leader publishes its own), is done without a reconcile. Every log line of a
+reconcile carries its controller and key (:func:`shard_operator.logs.log_context`).
 
 Errors are visible (:mod:`.reporting`): logged at ERROR with the traceback, a ``ReconcileError`` Warning
 Event on the object, and the last error of a retrying key in ``<prefix>:errors``; success clears it.
@@ -29,11 +30,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from shard_operator import logs, metrics
-from shard_operator.cache.scope import ScopeReader
+from shard_operator.cache.scope import Scope, ScopeReader
 from shard_operator.client.fencing import FencedClient
 from shard_operator.context import CLAIM_MARGIN, Claim, Context, JobQueue, ObjectCache, no_job_queue
 from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDownError, StorageError
@@ -78,6 +79,8 @@ class ShardWorker:
     ``monotonic`` is the clock of the claims (tests step a fake one); ``claim_margin`` the seconds given up
     at the end of each claim (default: :data:`~shard_operator.context.CLAIM_MARGIN` of the TTL);
     ``error_log_interval`` the least time between two tracebacks (and Events) of one key's errors.
+    ``namespaces`` are the ones this process was configured to watch (None: all); a key outside them, or
+    outside the scope the leader published, is done without a reconcile.
     """
 
     def __init__(self, queue: RateLimitingQueue, reconcile: Reconciler, *, controller: str, shard: str,
@@ -85,7 +88,7 @@ class ShardWorker:
                  client: Client | None = None, recorder: EventRecorder | None = None,
                  resource: Resource | None = None, jobs: JobQueue | None = None,
                  monotonic: Callable[[], float] = time.monotonic, claim_margin: float | None = None,
-                 error_log_interval: float = 60.0) -> None:
+                 error_log_interval: float = 60.0, namespaces: Iterable[str] | None = None) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         self.queue, self.reconcile = queue, reconcile
@@ -109,6 +112,7 @@ class ShardWorker:
                                     resource=self._resource, interval=error_log_interval, monotonic=monotonic)
         self._labels = (controller,)
         self._scope = ScopeReader(queue.client, controller)
+        self._own_scope = Scope.of(namespaces)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -171,9 +175,9 @@ class ShardWorker:
         try:
             with logs.log_context(controller=self.controller, key=item.key):
                 request = Request.from_key(item.key)
-                if not self._scope.contains(item.key):
-                    # Outside the namespaces the leader watches now (a restart with a narrower
-                    # --namespace): done without a reconcile, so nothing outside the scope is written.
+                if not (self._own_scope.contains(item.key) and self._scope.contains(item.key)):
+                    # Outside the namespaces this process or the leader watches now (a restart with a
+                    # narrower --namespace): done without a reconcile, so nothing outside is written.
                     decision = decide(returned=None)
                 else:
                     ctx = self.context_for(request, claim)

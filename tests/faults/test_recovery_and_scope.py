@@ -7,6 +7,7 @@ the in-memory fake of ``tests/source`` (the behaviour under test is the leader's
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +17,23 @@ import pytest
 import redis
 
 from shard_operator import keys as cache_keys
+from shard_operator.cache.reader import CacheReader
 from shard_operator.cache.scope import Scope, ScopeReader
 from shard_operator.dispatching import EventDispatcher
+from shard_operator.keys import Keys
 from shard_operator.manager.leading import LeaderRunner
-from shard_operator.source import Informer, Resource
+from shard_operator.queue import RateLimitingQueue
+from shard_operator.sharding import Assigner, Membership
+from shard_operator.source import Informer, ListPage, Resource
 from shard_operator.testing.redis_server import RedisServer
+from shard_operator.worker.runner import ShardWorker
 from tests.source.fake_api import FakeListWatch
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis
 
 WIDGETS = Resource("example.com", "v1", "widgets")
+CLUSTER_WIDGETS = Resource("example.com", "v1", "clusterwidgets", namespaced=False)
 
 
 class KeyOfObject:
@@ -48,15 +55,26 @@ class Cfg:
         self.namespaces = namespaces
 
 
-def leader(client: redis.Redis, api: FakeListWatch, namespaces: list[str] | None = None) -> LeaderRunner:
+class ClusterOp:
+    """An operator whose primary resource is cluster-scoped (like Nodes or ClusterRoles)."""
+
+    name, resource, namespaces = "faults", CLUSTER_WIDGETS, None
+
+    def handlers_by_resource(self) -> dict[Resource, list[Any]]:
+        return {CLUSTER_WIDGETS: [KeyOfObject()]}
+
+
+def leader(client: redis.Redis, api: Any, namespaces: list[str] | None = None,
+           operator: Any = None) -> LeaderRunner:
     """A LeaderRunner whose informers list and watch the fake API (everything else is the real code)."""
-    runner = LeaderRunner(Op(), Cfg(namespaces), api_client=None, client=client)  # type: ignore[arg-type]
+    runner = LeaderRunner(operator or Op(), Cfg(namespaces), api_client=None, client=client)  # type: ignore[arg-type]
 
     def informer(resource: Resource, handlers: list[Any]) -> Informer:
         dispatcher = EventDispatcher(resource.name, handlers, cache=runner._cache, queue=runner._queue,
                                      controller=runner.operator.name)
+        # as LeaderRunner._informer: a cluster-scoped resource is listed whole, whatever the namespaces
         return Informer(resource, dispatcher, list_watch=api,
-                        namespaces=runner._namespaces(), watch_timeout=5,
+                        namespaces=runner._namespaces() if resource.namespaced else None, watch_timeout=5,
                         on_list=runner._cache.list_hook_for(resource.name))
 
     runner._informer = informer  # type: ignore[method-assign]
@@ -125,8 +143,104 @@ def test_a_restart_with_fewer_namespaces_leaves_nothing_of_the_dropped_ones_to_r
         client.close()
 
 
-def test_a_scope_contains_keys_of_its_namespaces_only():
+class Selected:
+    """The fake API seen through a label selector, as the API server applies one (``tier=gold``)."""
+
+    def __init__(self, api: FakeListWatch, labels: dict[str, str]) -> None:
+        self._api, self._labels = api, labels
+
+    def _matches(self, obj: dict[str, Any]) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return all(labels.get(name) == value for name, value in self._labels.items())
+
+    def list(self, namespace: str | None, *, limit: int, continue_token: str | None) -> ListPage:
+        page = self._api.list(namespace, limit=limit, continue_token=continue_token)
+        return ListPage([o for o in page.items if self._matches(o)], page.resource_version, page.continue_token)
+
+    def watch(self, namespace: str | None, *, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        for event in self._api.watch(namespace, resource_version=resource_version, timeout_seconds=timeout_seconds):
+            if event["type"] in ("BOOKMARK", "ERROR") or self._matches(event["object"]):
+                yield event
+
+    def interrupt(self) -> None:
+        self._api.interrupt()
+
+
+def drain(client: redis.Redis) -> dict[str, dict[str, Any] | None]:
+    """Run a worker of shard s0 until the queue is empty; returns what each reconcile read of its object."""
+    keys = Keys.for_controller("faults")
+    Membership(client, keys, "s0").heartbeat()
+    Assigner(client, keys).rebalance()
+    seen: dict[str, dict[str, Any] | None] = {}
+    worker = ShardWorker(RateLimitingQueue(client, keys, bucket=None),
+                         lambda request, ctx: seen.update({request.key: ctx.get(request)}),
+                         controller="faults", shard="s0", owner="w1", get_timeout=0.05,
+                         cache=CacheReader(client), resource=WIDGETS)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        eventually(lambda: seen and client.hlen(keys.dirty) == 0 and client.hlen(keys.processing) == 0,
+                   timeout=10, what="an empty queue")
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    return seen
+
+
+def test_a_restart_with_a_narrower_selector_reconciles_only_a_still_queued_unselected_key_once_as_deleted(
+        redis_url):
+    client = redis.Redis.from_url(redis_url)
+    api = FakeListWatch()
+    api.put("gold", metadata={"labels": {"tier": "gold"}})
+    api.put("plain-done")
+    api.put("plain-queued")
+    first = leader(client, api)
+    first.start()
+    try:
+        eventually(lambda: all(cached(client, f"ns1/{name}") for name in ("gold", "plain-done", "plain-queued")),
+                   timeout=10)
+    finally:
+        first.stop()
+    assert set(drain(client)) == {"ns1/gold", "ns1/plain-done", "ns1/plain-queued"}
+    RateLimitingQueue(client, Keys.for_controller("faults"), bucket=None).add("ns1/plain-queued")  # a late change
+
+    second = leader(client, Selected(api, {"tier": "gold"}))  # the restart with -l tier=gold
+    second.start()
+    try:
+        eventually(lambda: second.has_synced, timeout=10)
+        # The first list under the new selector removed the unselected objects from the cache.
+        assert cached(client, "ns1/gold")
+        assert not cached(client, "ns1/plain-done") and not cached(client, "ns1/plain-queued")
+        seen = drain(client)
+    finally:
+        second.stop()
+        client.close()
+    # The new leader queues only the objects it lists. A key of the old selector still queued from the
+    # previous run is reconciled once as a deletion (ctx.get() is None), as in client-go when an object
+    # leaves a selector: a reconciler that writes only objects it can read writes nothing outside it.
+    assert set(seen) == {"ns1/gold", "ns1/plain-queued"}
+    assert seen["ns1/plain-queued"] is None and seen["ns1/gold"] is not None
+
+
+def test_a_cluster_scoped_primary_run_with_namespaces_has_its_keys_in_scope(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    api = FakeListWatch()
+    api.put("c1", namespace=None)
+    runner = leader(client, api, ["a"], operator=ClusterOp())  # --namespace a, a cluster-scoped primary
+    runner.start()
+    try:
+        eventually(lambda: runner.has_synced, timeout=10)
+        assert client.hexists(cache_keys.objects_key(CLUSTER_WIDGETS.name), "c1")
+        # --namespace cannot select a cluster-scoped object: its key is reconciled, not silently skipped
+        assert ScopeReader(client, "faults").contains("c1")
+        assert not ScopeReader(client, "faults").contains("b/x")
+    finally:
+        runner.stop()
+        client.close()
+
+
+def test_a_scope_contains_keys_of_its_namespaces_and_every_cluster_scoped_key():
     scope = Scope.of(["a", "c"])
-    assert scope.contains("a/x") and scope.contains("c/y")
-    assert not scope.contains("b/x") and not scope.contains("cluster-scoped")
+    assert scope.contains("a/x") and scope.contains("c/y") and scope.contains("cluster-scoped")
+    assert not scope.contains("b/x")
     assert Scope().contains("b/x") and Scope().contains("cluster-scoped")

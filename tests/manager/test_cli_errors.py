@@ -127,6 +127,15 @@ class TestStatus:
         assert len(lines) == 1 and "no controller 'nosuch'" in lines[0], result.stderr
         assert result.stdout == ""
 
+    def test_an_unknown_controller_is_reported_without_the_redis_password(self, control_plane, redis_url) -> None:
+        # the test Redis has no password, so its default user takes any: the URL works and only the message shows it
+        secret_url = redis_url.replace("redis://", "redis://default:hunter2@", 1)
+        result = cli("status", "--controller", "nosuch", "--redis-url", secret_url,
+                     "--kubeconfig", str(control_plane.kubeconfig))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "no controller 'nosuch'" in result.stderr, result.stderr
+        assert "hunter2" not in result.stderr and "redis://default:***@" in result.stderr, result.stderr
+
     def test_status_into_a_closed_pipe_prints_no_traceback(self, control_plane, redis_url) -> None:
         import redis
 

@@ -88,6 +88,13 @@ def test_each_worker_process_gets_a_redis_pool_sized_from_its_threads() -> None:
     assert [spec.redis_options for spec in manager._specs()] == [{"max_connections": 12}] * 2
 
 
+def test_each_worker_process_knows_the_namespaces_its_manager_watches() -> None:
+    widgets = load_operator("examples.widgets:operator")
+    narrowed = Manager(widgets, Config(pod_name="p", workers=2, namespaces=["a", "b"]))
+    assert [spec.namespaces for spec in narrowed._specs()] == [("a", "b")] * 2
+    assert [spec.namespaces for spec in Manager(widgets, Config(pod_name="p"))._specs()] == [None]
+
+
 @pytest.mark.parametrize(("text", "redacted"), [
     ("redis://user:hunter2@db:6379/0", "redis://user:***@db:6379/0"),
     ("rediss://:hunter2@db:6380", "rediss://:***@db:6380"),

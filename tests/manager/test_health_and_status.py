@@ -230,6 +230,20 @@ def test_status_shows_the_last_error_of_each_retrying_key(client) -> None:
     assert "ns/a: 1 failure(s), due in " in text and "; last error: ValueError: replicas must be >= 0" in text
 
 
+@pytest.mark.redis
+def test_status_counts_due_times_on_the_redis_clock_not_on_this_hosts(redis_url, monkeypatch) -> None:
+    real = redis.Redis.from_url(redis_url)
+    keys = Keys.for_controller("skewed")
+    RateLimitingQueue(real, keys, bucket=None).add_after("ns/later", 60)
+    host_time = time.time
+    monkeypatch.setattr(time, "time", lambda: host_time() + 3600)  # this host's clock is an hour ahead
+    try:
+        due_in = collect_status(real, "skewed", member_ttl=5.0)["retrying"]["ns/later"]["due_in"]
+    finally:
+        real.close()
+    assert 55 <= due_in <= 60
+
+
 def test_operator_groups_handlers_by_resource_and_rejects_bad_definitions() -> None:
     pods = Resource("", "v1", "pods")
     widgets = For(WIDGETS, kind="Widget")

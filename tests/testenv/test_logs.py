@@ -67,6 +67,23 @@ def test_a_json_line_carries_every_field(stream: io.StringIO) -> None:
     assert entry["time"].endswith("Z") and isinstance(entry["pid"], int)
 
 
+@pytest.mark.parametrize("fmt", logs.FORMATS)
+def test_no_record_shows_a_password_in_its_message_arguments_or_traceback(stream: io.StringIO, fmt: str) -> None:
+    logs.configure("INFO", fmt, stream=stream)
+    logger = logging.getLogger("shard_operator.anywhere")
+    logger.warning("cannot reach redis://operator:hunter2@redis:6379/0")
+    logger.warning("retrying %s in %d s", "rediss://redis:6380/0?password=hunter2", 3)
+    try:
+        raise ConnectionError("Error connecting to redis://:hunter2@redis:6379")
+    except ConnectionError:
+        logger.exception("lost Redis")
+    written = stream.getvalue()
+    assert "hunter2" not in written, written
+    assert "redis://operator:***@redis:6379/0" in written and "?password=***" in written, written
+    assert "retrying rediss://" in written and " in 3 s" in written, written
+    assert "ConnectionError: Error connecting to redis://:***@redis:6379" in written, written
+
+
 def test_the_context_belongs_to_the_thread_that_bound_it(stream: io.StringIO) -> None:
     logs.configure("INFO", "json", stream=stream)
     logs.set_process("worker", "s0")
