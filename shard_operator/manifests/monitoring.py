@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from shard_operator.manifests.alerts import rule_groups
-from shard_operator.manifests.workload import WorkloadOptions
+from shard_operator.manifests.workload import METRICS_SERVICE_LABEL, WorkloadOptions
 
 __all__ = ["PANELS", "dashboard", "render_monitoring"]
 
@@ -79,7 +79,7 @@ def render_monitoring(options: WorkloadOptions, header: str) -> dict[str, str]:
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
                "metadata": {"name": options.name, **meta},
                "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": options.name,
-                                                     "app.kubernetes.io/part-of": options.name}},
+                                                     METRICS_SERVICE_LABEL: "true"}},
                         "endpoints": [{"port": "metrics", "interval": "15s",
                                        "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_name"],
                                                         "targetLabel": "pod"}]}]}}

@@ -14,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["WorkloadOptions", "pod_security_context", "workload_manifests"]
+__all__ = ["METRICS_SERVICE_LABEL", "WorkloadOptions", "pod_security_context", "workload_manifests"]
 
 METRICS_PORT = 8080
+#: The label only the metrics Service carries: the ServiceMonitor selects on it, so each pod is scraped once
+#: (the headless Service selects the same pods).
+METRICS_SERVICE_LABEL = "shard-operator.dev/metrics"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def _service(options: WorkloadOptions, name: str, headless: bool) -> dict[str, A
     if headless:
         spec.update(clusterIP="None", publishNotReadyAddresses=True)
     labels = {**options.labels, "app.kubernetes.io/part-of": options.name}
+    if not headless:
+        labels[METRICS_SERVICE_LABEL] = "true"
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": options.namespace, "labels": labels}, "spec": spec}
 

@@ -113,6 +113,15 @@ def test_only_the_operator_reaches_redis():
                                              ["matchLabels"]}}]
 
 
+def test_the_service_monitor_selects_exactly_one_service_so_each_pod_is_scraped_once():
+    (monitor,) = documents(ROOT / "deploy" / "monitoring" / "service-monitor.yaml")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [doc["metadata"]["name"] for doc in base()
+                if doc["kind"] == "Service" and selector.items() <= doc["metadata"].get("labels", {}).items()]
+    assert selected == ["shard-operator-metrics"]
+    assert monitor["metadata"]["namespace"] == find("Service", "shard-operator-metrics")["metadata"]["namespace"]
+
+
 def verbs(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for rule in rules:
