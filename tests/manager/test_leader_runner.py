@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 import redis
 
+from shard_operator import metrics
 from shard_operator.keys import Keys
 from shard_operator.manager.leading import LeaderRunner
 
@@ -126,3 +127,21 @@ def test_the_first_tick_after_a_redis_outage_makes_the_informers_retry_at_once(r
     assert informer.retried == 1 and not informer.stopped  # the data survived: no relist from scratch
     tick(runner)
     assert informer.retried == 1
+
+
+def test_the_ring_and_claim_counters_exist_at_zero_as_soon_as_leading_begins():
+    class Fresh(Op):
+        name = "fresh-leader"
+
+    counters = ("shard_operator_shard_assignments_total", "shard_operator_shard_movements_total",
+                "shard_operator_claim_expiries_total")
+    assert 'controller="fresh-leader"' not in metrics.render().decode()
+    leader = LeaderRunner(Fresh(), Cfg(), api_client=None, client=FlakyRedis())  # type: ignore[arg-type]
+    leader._informer = lambda resource, handlers: FakeInformer(resource)  # type: ignore[method-assign]
+    leader.start()
+    try:
+        exposed = metrics.render().decode().splitlines()
+        for counter in counters:
+            assert f'{counter}{{controller="fresh-leader"}} 0.0' in exposed
+    finally:
+        leader.stop()
