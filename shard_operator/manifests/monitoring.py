@@ -36,6 +36,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Unfinished work", "s", [("sum by (name) (workqueue_unfinished_work_seconds)", "{{name}}")]),
     ("Live shards and rebalances", "short", [
         ("max by (controller) (shard_operator_live_shards)", "live shards"),
+        ("sum by (controller) (increase(shard_operator_shard_assignments_total[5m]))", "ring changes (5m)"),
         ("sum by (controller) (increase(shard_operator_shard_movements_total[5m]))", "keys moved (5m)")]),
     ("Claim expiries (15m)", "short", [("sum by (controller) (increase(shard_operator_claim_expiries_total[15m]))",
                                         "{{controller}}")]),
