@@ -7,14 +7,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from examples.website import operator
 from shard_operator.cli import build_parser
+from shard_operator.errors import ConfigError
+from shard_operator.handler import For, Watches
 from shard_operator.manifests.monitoring import render_monitoring
 from shard_operator.manifests.rbac import cluster_rules
-from shard_operator.manifests.rendering import HEADER, render
+from shard_operator.manifests.rendering import HEADER, generate, render
 from shard_operator.manifests.workload import WorkloadOptions
+from shard_operator.operator import Operator
+from shard_operator.source import Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base"
@@ -142,6 +147,32 @@ def test_rbac_reads_every_watched_resource_and_writes_only_owned_kinds_status_fi
         ("", "events"): {"create", "patch"},
     }
     assert find("ClusterRole")["rules"] == cluster_rules(operator)
+
+
+GADGETS = Resource("example.dev", "v1", "gadgets")
+NODES = Resource("", "v1", "nodes", namespaced=False)
+
+
+def gadget_operator(**extra: Any) -> Operator:
+    return Operator(name="gadgets", reconcile=lambda request, ctx: None, for_=For(GADGETS, kind="Gadget"),
+                    watches=[Watches(NODES, lambda node: [])], **extra)
+
+
+def test_a_watched_resource_is_only_read_and_rules_the_operator_declares_are_added_to_the_cluster_role():
+    granted = verbs(cluster_rules(gadget_operator()))
+    assert granted[("", "nodes")] == {"get", "list", "watch"}
+    assert granted[("example.dev", "gadgets")] == {"get", "list", "watch"}
+
+    patch_nodes = {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}
+    operator = gadget_operator(rbac_rules=[patch_nodes])
+    (role,) = [doc for doc in generate(operator, WorkloadOptions(app="gadgets:operator"))["rbac.yaml"]
+               if doc["kind"] == "ClusterRole"]
+    assert verbs(role["rules"])[("", "nodes")] == {"get", "list", "watch", "patch"}
+
+
+def test_an_rbac_rule_without_api_groups_resources_or_verbs_is_a_config_error():
+    with pytest.raises(ConfigError, match="rbac_rules"):
+        gadget_operator(rbac_rules=[{"apiGroups": [""], "resources": ["nodes"]}])
 
 
 def test_the_lease_rules_are_limited_to_the_operators_lease_in_its_namespace():
