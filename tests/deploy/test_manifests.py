@@ -99,12 +99,21 @@ def test_every_container_is_restricted_and_every_image_is_pinned_by_version():
 
 
 def test_the_redis_password_comes_from_a_secret_and_never_from_a_plain_value():
-    for workload in (find("StatefulSet", "shard-operator"), find("StatefulSet", "redis")):
-        for env in workload["spec"]["template"]["spec"]["containers"][0]["env"]:
-            if "PASSWORD" in env["name"] or "AUTH" in env["name"]:
-                assert env["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
-    url = next(e["value"] for e in operator_container()["env"] if e["name"] == "SHARD_OPERATOR_REDIS_URL")
-    assert url == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+    for env in find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "PASSWORD" in env["name"] or "AUTH" in env["name"]:
+            assert env["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
+    # the operator reads it from the Secret mounted as a read-only file: no env variable holds it
+    env = {e["name"]: e for e in operator_container()["env"]}
+    assert all("valueFrom" not in e or "fieldRef" in e["valueFrom"] for e in env.values())
+    assert env["SHARD_OPERATOR_REDIS_URL"]["value"] == "redis://redis:6379/0"
+    password_file = Path(env["SHARD_OPERATOR_REDIS_PASSWORD_FILE"]["value"])
+    (mount,) = [m for m in operator_container()["volumeMounts"] if Path(m["mountPath"]) == password_file.parent]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in find("StatefulSet", "shard-operator")["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "redis-auth"
+    assert {"key": "password", "path": password_file.name} in volume["secret"]["items"]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not readable by others
     assert "requirepass" not in str(find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0].get(
         "args", ""))
     assert find("StatefulSet", "redis")["spec"]["volumeClaimTemplates"]  # persistence

@@ -4,12 +4,14 @@ one operator process per pod with exactly the container's args and env and its S
 against a Redis that needs the password from the Secret. The StatefulSet is scaled 2 → 5 → 2 through its scale
 subresource (what ``kubectl scale`` does) while Websites keep changing; every Website converges, and the
 reconcile records prove I1 (no two reconciles of a site overlap) and I2 (the last change of each site was
-reconciled) across the changes of the shard ring."""
+reconciled) across the changes of the shard ring. The Redis password reaches the pods as the Secret's mounted
+file and is in no process's environment."""
 
 from __future__ import annotations
 
 import base64
 import copy
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,19 @@ class ChangeStream:
         self._thread.join(30)
 
 
+def session_environments(session: int) -> list[bytes]:
+    """The environment (``/proc/<pid>/environ``) of every process of the session ``session`` (a pod's processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    found.append((entry / "environ").read_bytes())
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
 def finals(kube: Client, namespace: str, names: list[str]) -> dict[str, Final]:
     """Each site's generation, and the generation its status says is published (None while not Ready)."""
     found = {}
@@ -183,7 +198,11 @@ def test_the_statefulset_controllers_pods_run_as_operators_and_scaling_2_to_5_to
                 scale(admin, runner, NAME, namespace, 2)
                 for name, run in list(runner.running.items()):  # the downward API and the Secret, resolved per pod
                     assert run.env["POD_NAME"] == name
-                    assert f":{password}@127.0.0.1:{server.port}/" in run.env["SHARD_OPERATOR_REDIS_URL"]
+                    assert run.env["SHARD_OPERATOR_REDIS_URL"] == f"redis://127.0.0.1:{server.port}/0"
+                    assert Path(run.env["SHARD_OPERATOR_REDIS_PASSWORD_FILE"]).read_text() == password
+                    assert session_environments(run.process.pid), "the pod's processes are running"
+                    for environ in session_environments(run.process.pid):  # the manager, workers, job workers
+                        assert password.encode() not in environ
                     kubeconfig = yaml.safe_load(Path(run.env["KUBECONFIG"]).read_text())
                     assert list(kubeconfig["users"][0]["user"]) == ["token"]  # the ServiceAccount's, not the admin
                 for name in names:
