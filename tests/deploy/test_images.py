@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,37 @@ def test_the_image_is_multi_stage_on_a_pinned_base_and_runs_as_the_manifests_non
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def pinned(lock: Path) -> dict[str, tuple[str, list[str]]]:
+    """Package name (normalized) → (version, hashes) of a pip requirements file with hashes."""
+    text = lock.read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement, *options = line.split()
+            name, _, version = requirement.split(";")[0].partition("==")
+            found[re.sub(r"[-_.]+", "-", name).lower()] = (version, [o for o in options if o.startswith("--hash=")])
+    return found
+
+
+def test_the_image_installs_its_dependencies_from_the_hashed_lock_then_the_package_without_resolving():
+    text = DOCKERFILE.read_text()
+    installs = [line for line in re.findall(r"^RUN (.+)$", text, re.M) if "pip install" in line]
+    assert len(installs) == 2, installs
+    assert "--require-hashes -r requirements.lock" in installs[0]
+    assert installs[1].endswith("--no-deps .")
+    assert text.index("COPY requirements.lock") < text.index("--require-hashes") < text.index("COPY shard_operator")
+
+    lock, tested = pinned(ROOT / "requirements.lock"), pinned(ROOT / "requirements-test.lock")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement)[0]).lower()
+        assert name in lock, f"{name} is a dependency but not in requirements.lock: run `make lock`"
+    for name, (version, hashes) in lock.items():
+        assert version and hashes, f"{name} is not pinned with hashes in requirements.lock"
+        assert tested[name][0] == version, f"the image would run {name} {version}, the tests ran {tested[name][0]}"
 
 
 def test_the_compose_file_is_valid_against_the_compose_spec():
