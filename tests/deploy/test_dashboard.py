@@ -22,6 +22,7 @@ from shard_operator.client import Client
 from shard_operator.manifests.monitoring import PANELS, dashboard
 from shard_operator.testing.process import free_port
 from tests.deploy.operator_process import OperatorProcess
+from tests.tools import tool_missing
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def prometheus_binary() -> Path:
     for folder in (os.environ.get("SHARD_OPERATOR_PROMETHEUS_BIN"), ROOT / "tools" / "prometheus" / "bin"):
         if folder and (Path(folder) / "prometheus").is_file():
             return Path(folder) / "prometheus"
-    pytest.skip("prometheus is not built: run tools/prometheus/build.sh (Go >= 1.24)")
+    tool_missing("prometheus is not built: run tools/prometheus/build.sh (Go >= 1.24)")
 
 
 def test_the_dashboard_is_generated_with_one_panel_per_query_group():

