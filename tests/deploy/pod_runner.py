@@ -170,9 +170,9 @@ class PodRunner:
             else:
                 value = self._value_from(pod, entry["valueFrom"])
             resolved[entry["name"]] = value
-        for service, local in self.hosts.items():
+        for service, local in self.hosts.items():  # the host of a URL, after its user info or its "//"
             for name, value in resolved.items():
-                resolved[name] = value.replace(f"@{service}", f"@{local}")
+                resolved[name] = re.sub(rf"(?<=[@/]){re.escape(service)}\b", local, value)
         for container_port, local_port in ports.items():  # the operator listens on ":<port>"
             for name, value in resolved.items():
                 if value == f":{container_port}":
