@@ -4,6 +4,8 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 LOCK   := requirements-test.lock
+# The image's runtime dependencies only (no extras), at the versions of $(LOCK), with hashes.
+RUNTIME_LOCK := requirements.lock
 
 .PHONY: help setup system-deps venv controlplane lock lint typecheck test test-fast run testenv-down bench-queue bench-e2e loadtest tools manifests clean
 
@@ -12,7 +14,7 @@ help:
 	@echo "make test       set up, lint, type-check and run the whole test suite"
 	@echo "make test-fast  the unit tests only (no control plane, no redis-server)"
 	@echo "make loadtest   a short run of every load scenario and fault (about 5 minutes; reports in loadtest/results/)"
-	@echo "make lock       refresh $(LOCK) (exact versions with hashes) from pyproject.toml's ranges"
+	@echo "make lock       refresh $(LOCK) and the image's $(RUNTIME_LOCK) (exact versions with hashes) from pyproject.toml's ranges"
 	@echo "make bench-queue  the work-queue benchmark (figures in loadtest/results/)"
 	@echo "make bench-e2e    the end-to-end benchmark: 1,000 Widgets through the whole pipeline"
 
@@ -54,6 +56,8 @@ lock: venv
 	$(PY) -m pip install -q --disable-pip-version-check 'uv>=0.5'
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra testenv --extra loadtest --extra manifests --generate-hashes --universal \
 	  --python-version 3.11 --upgrade --quiet -o $(LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -c $(LOCK) \
+	  --upgrade --quiet -o $(RUNTIME_LOCK)
 
 lint: venv
 	$(VENV)/bin/ruff check shard_operator tests loadtest examples

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shard_operator import logs
-from shard_operator.config import ENV_PREFIX, Config
+from shard_operator.config import ENV_PREFIX, Config, redis_url_with_password
 from shard_operator.errors import ConfigError, ShardOperatorError
 from shard_operator.manifests.cli import add_manifests_parser, cmd_manifests
 from shard_operator.redaction import redact_url
@@ -110,6 +110,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "app", str, None, "the operator to run, as module:attribute", "MODULE:ATTR")
     _option(parser, "kubeconfig", str, None, "kubeconfig file (else $KUBECONFIG, ~/.kube/config, in-cluster)")
     _option(parser, "redis-url", str, _DEFAULTS.redis_url, "Redis URL")
+    _option(parser, "redis-password-file", str, None, "file holding the Redis password (a mounted Secret), "
+            "added to --redis-url so that no environment variable holds it")
     _option(parser, "lease-namespace", str, None, "namespace of the leader-election Lease "
             "(default: the pod's namespace, or 'default')")
     _option(parser, "lease-name", str, None, "name of the Lease (default: <controller>-leader)")
@@ -202,7 +204,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "redis_url", "kubeconfig", "workers", "threads", "label_selector", "field_selector", "qps", "burst",
         "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
         "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout", "job_workers",
-        "job_timeout")}
+        "job_timeout", "redis_password_file")}
     values["namespaces"] = args.namespaces or args.env_namespaces
     config = Config(**values)
     if args.pod_name:
@@ -228,7 +230,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     controller = args.controller or load_operator(args.app).name
     if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
         raise ConfigError(f"kubeconfig {args.kubeconfig} does not exist")
-    client = connect_redis(args.redis_url)
+    client = connect_redis(redis_url_with_password(args.redis_url, args.redis_password_file))
     api = connect_api(args.kubeconfig)
     lease = Config(lease_namespace=args.lease_namespace, lease_name=args.lease_name).lease(controller)
     try:

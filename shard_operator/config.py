@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from shard_operator.errors import ConfigError
 from shard_operator.keys import validate_shard_id
 from shard_operator.redaction import redact_url
 
-__all__ = ["ENV_PREFIX", "Config", "in_cluster_namespace", "redact_url"]
+__all__ = ["ENV_PREFIX", "Config", "in_cluster_namespace", "redact_url", "redis_url_with_password"]
 
 ENV_PREFIX = "SHARD_OPERATOR_"
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -106,6 +107,9 @@ class Config:
     #: RQ job-worker processes in this pod; None: one if the operator registered any task, else none.
     job_workers: int | None = None
     job_timeout: float = 180.0
+    #: A file holding the Redis password (a mounted Secret): :meth:`validate` adds it to ``redis_url``, so
+    #: the password is in no environment variable that the worker and job processes inherit.
+    redis_password_file: str | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -130,6 +134,8 @@ class Config:
         if not self.redis_url.startswith(_REDIS_SCHEMES):
             raise ConfigError(f"--redis-url {redact_url(self.redis_url)!r} must start with "
                               f"{', '.join(_REDIS_SCHEMES)}")
+        self.redis_url = redis_url_with_password(self.redis_url, self.redis_password_file)
+        self.redis_password_file = None  # read once: validating again keeps the URL as it is now
         try:
             validate_shard_id(self.shard_ids[0])
         except ValueError:
@@ -182,3 +188,27 @@ class Config:
     def lease(self, controller: str) -> tuple[str, str]:
         """The Lease (namespace, name): by default ``<controller>-leader`` in the pod's namespace."""
         return self.lease_namespace or in_cluster_namespace(), self.lease_name or f"{controller}-leader"
+
+
+def redis_url_with_password(url: str, password_file: str | None) -> str:
+    """``url`` with the password read from ``password_file`` (a mounted Secret's file; one trailing newline
+    is dropped), quoted for the URL; ``url`` unchanged when no file is given. Raises ConfigError when the
+    file cannot be read or is empty, or when ``url`` already carries a password."""
+    if not password_file:
+        return url
+    try:
+        password = Path(password_file).read_text().removesuffix("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--redis-password-file {password_file}: cannot read it: {reason}") from None
+    if not password:
+        raise ConfigError(f"--redis-password-file {password_file} is empty")
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is not None or re.search(r"(^|&)password=", parts.query):
+        raise ConfigError(f"--redis-url {redact_url(url)!r} already has a password: give it there or in "
+                          "--redis-password-file, not both")
+    quoted = urllib.parse.quote(password, safe="")
+    if parts.scheme == "unix":
+        return f"{url}{'&' if parts.query else '?'}password={quoted}"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{quoted}@{host}"))

@@ -9,9 +9,9 @@ in the leader and one reconcile loop per worker process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shard_operator.errors import ConfigError
 from shard_operator.handler import EventHandler, For
@@ -36,6 +36,9 @@ class Operator:
     - ``namespaces`` (None: all), ``label_selector`` and ``field_selector`` scope the primary
       resource's watch on the server; the command line may override them.
     - ``transform`` runs on every object before it is cached (default: drop ``managedFields``).
+    - ``rbac_rules`` are ClusterRole rules ``shard-operator manifests`` adds to the ones it derives from the
+      handlers (``Watches`` resources are read-only there): for example ``{"apiGroups": [""], "resources":
+      ["secrets"], "verbs": ["update"]}`` for an operator that writes a kind it only watches.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Operator:
     label_selector: str | None = None
     field_selector: str | None = None
     transform: Transform | None = field(default=drop_managed_fields)
+    rbac_rules: Sequence[Mapping[str, Any]] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -59,6 +63,10 @@ class Operator:
             raise ConfigError(f"operator {self.name}: for_ must be a For(...) handler")
         if self.namespaces is not None:
             self.namespaces = list(self.namespaces)
+        for rule in self.rbac_rules:
+            if not all(isinstance(rule.get(key), list) and rule[key] for key in ("apiGroups", "resources", "verbs")):
+                raise ConfigError(f"operator {self.name}: an rbac_rules entry needs non-empty apiGroups, resources "
+                                  f"and verbs lists: {dict(rule)}")
 
     @property
     def resource(self) -> Resource:

@@ -61,6 +61,10 @@ class Coordinator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        # At 0 from the start, so the dashboard's and alerts' increase() return 0, not nothing, until the
+        # first ring change or expiry.
+        for counter in (metrics.SHARD_ASSIGNMENTS, metrics.SHARD_MOVEMENTS, metrics.CLAIM_EXPIRIES):
+            counter.labels(self.controller).inc(0)
         self._thread = threading.Thread(target=self._run, name=f"coordinator-{self.controller}", daemon=True)
         self._thread.start()
 

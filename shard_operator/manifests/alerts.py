@@ -34,10 +34,13 @@ class Alert:
 
 
 ALERTS = (
+    # absent(): when every pod is down (or none is scraped) no series is left for the comparison to fail on.
     Alert("ShardOperatorNoLeader",
-          "max by (name) (leader_election_master_status) < 1", "1m", "critical",
-          "No shard-operator pod holds the leader Lease {{ $labels.name }}",
-          "No informer runs for {{ $labels.name }}: changes are not seen and no key is queued."),
+          "(max by (name) (leader_election_master_status) < 1) or absent(leader_election_master_status)",
+          "1m", "critical",
+          "No shard-operator pod holds the leader Lease{{ with $labels.name }} {{ . }}{{ end }}",
+          "{{ with $labels.name }}No informer runs for {{ . }}{{ else }}No pod reports leader election at all "
+          "(every pod is down or none is scraped){{ end }}: changes are not seen and no key is queued."),
     Alert("ShardOperatorQueueDepthHigh",
           "sum by (name) (workqueue_depth) > 1000", "10m", "warning",
           "Work queue {{ $labels.name }} holds {{ $value }} keys",

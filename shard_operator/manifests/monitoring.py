@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from shard_operator.manifests.alerts import rule_groups
-from shard_operator.manifests.workload import WorkloadOptions
+from shard_operator.manifests.workload import METRICS_SERVICE_LABEL, WorkloadOptions
 
 __all__ = ["PANELS", "dashboard", "render_monitoring"]
 
@@ -36,6 +36,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Unfinished work", "s", [("sum by (name) (workqueue_unfinished_work_seconds)", "{{name}}")]),
     ("Live shards and rebalances", "short", [
         ("max by (controller) (shard_operator_live_shards)", "live shards"),
+        ("sum by (controller) (increase(shard_operator_shard_assignments_total[5m]))", "ring changes (5m)"),
         ("sum by (controller) (increase(shard_operator_shard_movements_total[5m]))", "keys moved (5m)")]),
     ("Claim expiries (15m)", "short", [("sum by (controller) (increase(shard_operator_claim_expiries_total[15m]))",
                                         "{{controller}}")]),
@@ -79,7 +80,7 @@ def render_monitoring(options: WorkloadOptions, header: str) -> dict[str, str]:
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
                "metadata": {"name": options.name, **meta},
                "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": options.name,
-                                                     "app.kubernetes.io/part-of": options.name}},
+                                                     METRICS_SERVICE_LABEL: "true"}},
                         "endpoints": [{"port": "metrics", "interval": "15s",
                                        "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_name"],
                                                         "targetLabel": "pod"}]}]}}

@@ -14,7 +14,8 @@ Where it sits: ``shard-operator manifests`` calls :func:`rbac_manifests`. The ru
 - its Lease, in the operator's namespace only: ``create`` (which cannot be limited by name) and
   ``get``, ``update`` limited to the Lease's name with ``resourceNames``.
 
-``Watches`` resources stay read-only: an operator that writes them must say so with ``extra_rules``.
+``Watches`` resources stay read-only: an operator that writes them says so in ``Operator.rbac_rules``, which
+``rendering.generate`` passes as ``extra_rules``.
 Cluster-wide rules go in a ClusterRole (the operator watches every namespace unless scoped); the Lease
 rules go in a Role in its own namespace.
 """

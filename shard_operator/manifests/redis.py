@@ -4,8 +4,10 @@ that lets only the operator's pods reach it.
 Where it sits: the last part of the generated base (:mod:`shard_operator.manifests.rendering`). The
 password never appears in an argument list or a manifest: the Secret (made by the overlay's
 ``secretGenerator`` in dev, created by the platform team in production) reaches redis-server as a config
-file written at start from ``REDISCLI_AUTH``, the variable redis-cli itself reads for the probes.
-A managed Redis replaces all of this in production: drop the component and point the Secret's ``url`` at it.
+file written at start from ``REDISCLI_AUTH``, the variable redis-cli itself reads for the probes. The
+operator reads the same Secret as a mounted file (:mod:`.workload`). A managed Redis replaces all of this
+in production: drop these objects in the overlay, patch the operator's ``SHARD_OPERATOR_REDIS_URL`` to the
+managed instance, and put its password in the Secret ``redis-auth`` (key ``password``).
 """
 
 from __future__ import annotations

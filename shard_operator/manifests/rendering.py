@@ -38,7 +38,8 @@ def generate(operator: Operator, options: WorkloadOptions) -> dict[str, list[dic
     if crds:
         files["crds.yaml"] = list({crd["metadata"]["name"]: crd for crd in crds}.values())
     files["rbac.yaml"] = rbac_manifests(operator, name=options.name, namespace=options.namespace,
-                                        lease_name=f"{operator.name}-leader")
+                                        lease_name=f"{operator.name}-leader",
+                                        extra_rules=[dict(rule) for rule in operator.rbac_rules])
     files["operator.yaml"] = workload_manifests(options)
     files["redis.yaml"] = redis_manifests(options)
     return files

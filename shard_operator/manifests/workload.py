@@ -5,8 +5,9 @@ StatefulSet runs ``shard-operator run --app <module:attr>`` in R pods; the pod's
 is its shard identity (``POD_NAME`` → ``--pod-name``), so ``kubectl scale`` changes the shard ring. The
 pod passes the Pod Security "restricted" level (non-root, read-only root filesystem, no capabilities,
 ``RuntimeDefault`` seccomp) and its grace period covers the drain (``--drain-timeout`` plus a margin).
-The Redis password comes from a Secret (``secretKeyRef``) and is placed into the Redis URL by the
-kubelet's ``$(VAR)`` expansion, so it never appears in a manifest.
+The Redis password comes from a Secret mounted as a read-only file (``--redis-password-file``): the
+manager adds it to the Redis URL in memory, so it never appears in a manifest nor in an environment
+variable that the pod's processes inherit (``/proc/<pid>/environ``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["WorkloadOptions", "pod_security_context", "workload_manifests"]
+__all__ = ["METRICS_SERVICE_LABEL", "REDIS_AUTH_MOUNT", "WorkloadOptions", "pod_security_context", "workload_manifests"]
 
 METRICS_PORT = 8080
+#: Where the Secret with the Redis password is mounted (its ``password`` key is the file ``password``).
+REDIS_AUTH_MOUNT = "/etc/shard-operator/redis-auth"
+#: The label only the metrics Service carries: the ServiceMonitor selects on it, so each pod is scraped once
+#: (the headless Service selects the same pods).
+METRICS_SERVICE_LABEL = "shard-operator.dev/metrics"
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,8 @@ def _env(options: WorkloadOptions) -> list[dict[str, Any]]:
         {"name": "SHARD_OPERATOR_LEASE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         *([{"name": "SHARD_OPERATOR_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
           if options.own_namespace_only else []),
-        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": options.redis_secret, "key": "password"}}},
-        # The kubelet expands $(REDIS_PASSWORD) from the variable above; the password is hex, URL-safe.
-        {"name": "SHARD_OPERATOR_REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{options.redis_service}:6379/0"},
+        {"name": "SHARD_OPERATOR_REDIS_URL", "value": f"redis://{options.redis_service}:6379/0"},
+        {"name": "SHARD_OPERATOR_REDIS_PASSWORD_FILE", "value": f"{REDIS_AUTH_MOUNT}/password"},
         *({"name": k, "value": v} for k, v in plain.items()),
     ]
 
@@ -79,7 +84,8 @@ def statefulset(options: WorkloadOptions) -> dict[str, Any]:
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
         "resources": {"requests": options.requests, "limits": options.limits},
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "redis-auth", "mountPath": REDIS_AUTH_MOUNT, "readOnly": True}],
     }
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -95,7 +101,11 @@ def statefulset(options: WorkloadOptions) -> dict[str, Any]:
                     "terminationGracePeriodSeconds": options.drain_timeout + 15,
                     "securityContext": pod_security_context(65532),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                                # readable by the pod's group (fsGroup) only
+                                {"name": "redis-auth", "secret": {
+                                    "secretName": options.redis_secret, "defaultMode": 0o440,
+                                    "items": [{"key": "password", "path": "password"}]}}],
                 },
             },
         },
@@ -108,6 +118,8 @@ def _service(options: WorkloadOptions, name: str, headless: bool) -> dict[str, A
     if headless:
         spec.update(clusterIP="None", publishNotReadyAddresses=True)
     labels = {**options.labels, "app.kubernetes.io/part-of": options.name}
+    if not headless:
+        labels[METRICS_SERVICE_LABEL] = "true"
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": options.namespace, "labels": labels}, "spec": spec}
 

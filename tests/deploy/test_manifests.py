@@ -7,14 +7,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from examples.website import operator
 from shard_operator.cli import build_parser
+from shard_operator.errors import ConfigError
+from shard_operator.handler import For, Watches
 from shard_operator.manifests.monitoring import render_monitoring
 from shard_operator.manifests.rbac import cluster_rules
-from shard_operator.manifests.rendering import HEADER, render
+from shard_operator.manifests.rendering import HEADER, generate, render
 from shard_operator.manifests.workload import WorkloadOptions
+from shard_operator.operator import Operator
+from shard_operator.source import Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base"
@@ -94,12 +99,21 @@ def test_every_container_is_restricted_and_every_image_is_pinned_by_version():
 
 
 def test_the_redis_password_comes_from_a_secret_and_never_from_a_plain_value():
-    for workload in (find("StatefulSet", "shard-operator"), find("StatefulSet", "redis")):
-        for env in workload["spec"]["template"]["spec"]["containers"][0]["env"]:
-            if "PASSWORD" in env["name"] or "AUTH" in env["name"]:
-                assert env["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
-    url = next(e["value"] for e in operator_container()["env"] if e["name"] == "SHARD_OPERATOR_REDIS_URL")
-    assert url == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+    for env in find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "PASSWORD" in env["name"] or "AUTH" in env["name"]:
+            assert env["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
+    # the operator reads it from the Secret mounted as a read-only file: no env variable holds it
+    env = {e["name"]: e for e in operator_container()["env"]}
+    assert all("valueFrom" not in e or "fieldRef" in e["valueFrom"] for e in env.values())
+    assert env["SHARD_OPERATOR_REDIS_URL"]["value"] == "redis://redis:6379/0"
+    password_file = Path(env["SHARD_OPERATOR_REDIS_PASSWORD_FILE"]["value"])
+    (mount,) = [m for m in operator_container()["volumeMounts"] if Path(m["mountPath"]) == password_file.parent]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in find("StatefulSet", "shard-operator")["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "redis-auth"
+    assert {"key": "password", "path": password_file.name} in volume["secret"]["items"]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not readable by others
     assert "requirepass" not in str(find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0].get(
         "args", ""))
     assert find("StatefulSet", "redis")["spec"]["volumeClaimTemplates"]  # persistence
@@ -111,6 +125,15 @@ def test_only_the_operator_reaches_redis():
     (rule,) = policy["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": find("StatefulSet", "shard-operator")["spec"]["selector"]
                                              ["matchLabels"]}}]
+
+
+def test_the_service_monitor_selects_exactly_one_service_so_each_pod_is_scraped_once():
+    (monitor,) = documents(ROOT / "deploy" / "monitoring" / "service-monitor.yaml")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [doc["metadata"]["name"] for doc in base()
+                if doc["kind"] == "Service" and selector.items() <= doc["metadata"].get("labels", {}).items()]
+    assert selected == ["shard-operator-metrics"]
+    assert monitor["metadata"]["namespace"] == find("Service", "shard-operator-metrics")["metadata"]["namespace"]
 
 
 def verbs(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
@@ -133,6 +156,32 @@ def test_rbac_reads_every_watched_resource_and_writes_only_owned_kinds_status_fi
         ("", "events"): {"create", "patch"},
     }
     assert find("ClusterRole")["rules"] == cluster_rules(operator)
+
+
+GADGETS = Resource("example.dev", "v1", "gadgets")
+NODES = Resource("", "v1", "nodes", namespaced=False)
+
+
+def gadget_operator(**extra: Any) -> Operator:
+    return Operator(name="gadgets", reconcile=lambda request, ctx: None, for_=For(GADGETS, kind="Gadget"),
+                    watches=[Watches(NODES, lambda node: [])], **extra)
+
+
+def test_a_watched_resource_is_only_read_and_rules_the_operator_declares_are_added_to_the_cluster_role():
+    granted = verbs(cluster_rules(gadget_operator()))
+    assert granted[("", "nodes")] == {"get", "list", "watch"}
+    assert granted[("example.dev", "gadgets")] == {"get", "list", "watch"}
+
+    patch_nodes = {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}
+    operator = gadget_operator(rbac_rules=[patch_nodes])
+    (role,) = [doc for doc in generate(operator, WorkloadOptions(app="gadgets:operator"))["rbac.yaml"]
+               if doc["kind"] == "ClusterRole"]
+    assert verbs(role["rules"])[("", "nodes")] == {"get", "list", "watch", "patch"}
+
+
+def test_an_rbac_rule_without_api_groups_resources_or_verbs_is_a_config_error():
+    with pytest.raises(ConfigError, match="rbac_rules"):
+        gadget_operator(rbac_rules=[{"apiGroups": [""], "resources": ["nodes"]}])
 
 
 def test_the_lease_rules_are_limited_to_the_operators_lease_in_its_namespace():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import redis
 
 from shard_operator.cli import build_parser, config_from_args, load_operator
 from shard_operator.config import Config, redact_url
@@ -114,3 +117,35 @@ def test_neither_a_config_nor_an_unreachable_redis_message_shows_the_password() 
         with pytest.raises(ConfigError, match="cannot reach Redis at redis://") as raised:
             connect_redis(url)
         assert "hunter2" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_the_redis_password_file_goes_into_the_url_and_into_no_environment_variable(tmp_path, monkeypatch) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret/with:odd@chars\n")  # a mounted Secret's file; one trailing newline is dropped
+    monkeypatch.setenv("SHARD_OPERATOR_REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("SHARD_OPERATOR_REDIS_PASSWORD_FILE", str(secret))
+    config = parse()
+    assert config.redis_url == "redis://:s3cret%2Fwith%3Aodd%40chars@redis:6379/0"
+    assert redis.Redis.from_url(config.redis_url).connection_pool.connection_kwargs["password"] == \
+        "s3cret/with:odd@chars"
+    assert "s3cret" not in repr(config)
+    assert config.validate().redis_url == config.redis_url  # read once: validating again changes nothing
+    assert "s3cret" not in "".join(os.environ.values())
+    assert parse("--redis-url", "redis://user@redis:6379/1").redis_url == \
+        "redis://user:s3cret%2Fwith%3Aodd%40chars@redis:6379/1"
+    assert parse("--redis-url", "unix:///run/redis.sock?db=2").redis_url == \
+        "unix:///run/redis.sock?db=2&password=s3cret%2Fwith%3Aodd%40chars"
+
+
+@pytest.mark.parametrize(("url", "content", "message"), [
+    ("redis://redis:6379/0", None, "--redis-password-file .*: cannot read it: No such file or directory"),
+    ("redis://redis:6379/0", "\n", "--redis-password-file .* is empty"),
+    ("redis://:other@redis:6379/0", "s3cret", "already has a password: give it there or in --redis-password-file"),
+])
+def test_a_redis_password_file_that_cannot_be_used_is_a_config_error(tmp_path, url, content, message) -> None:
+    secret = tmp_path / "password"
+    if content is not None:
+        secret.write_text(content)
+    with pytest.raises(ConfigError, match=message) as raised:
+        Config(pod_name="p", redis_url=url, redis_password_file=str(secret)).validate()
+    assert "other" not in str(raised.value)

@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 import redis
 
+from shard_operator import metrics
 from shard_operator.keys import Keys
 from shard_operator.manager.leading import Coordinator, LeaderRunner
 from tests.waiting import eventually
@@ -145,3 +146,20 @@ def test_the_coordinator_logs_a_redis_outage_as_a_storage_error_and_keeps_tickin
     # StorageError's message (storage.redis_errors), not redis-py's exception caught in the manager
     assert all(r.getMessage() == "coordinator of demo: redis: Connection refused" for r in caplog.records[:3])
 
+
+def test_the_ring_and_claim_counters_exist_at_zero_as_soon_as_leading_begins():
+    class Fresh(Op):
+        name = "fresh-leader"
+
+    counters = ("shard_operator_shard_assignments_total", "shard_operator_shard_movements_total",
+                "shard_operator_claim_expiries_total")
+    assert 'controller="fresh-leader"' not in metrics.render().decode()
+    leader = LeaderRunner(Fresh(), Cfg(), api_client=None, client=FlakyRedis())  # type: ignore[arg-type]
+    leader._informer = lambda resource, handlers: FakeInformer(resource)  # type: ignore[method-assign]
+    leader.start()
+    try:
+        exposed = metrics.render().decode().splitlines()
+        for counter in counters:
+            assert f'{counter}{{controller="fresh-leader"}} 0.0' in exposed
+    finally:
+        leader.stop()
