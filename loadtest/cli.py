@@ -3,7 +3,7 @@
 Where it sits: the entry point. It builds a :class:`~loadtest.runner.Run`, runs a scenario from
 ``loadtest.scenarios`` (or ``scale``, here) with a live progress display, writes the report
 (``loadtest.report``) and applies the SLO gates (``loadtest.slo``): exit 1 when one is broken,
-2 for bad arguments. Examples::
+2 for bad arguments or a run that could not be set up (one line on stderr, no traceback). Examples::
 
     python -m loadtest steady --objects 100 --rate 10 --duration 30 --fault kill-worker:10
     python -m loadtest burst --objects 1000 --workers 2
@@ -132,13 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.operator_cmd and not args.crd:
         print("loadtest: --operator-cmd needs --crd (the resource the operator reconciles)", file=sys.stderr)
         return 2
+    if args.crd and not args.crd.is_file():
+        print(f"loadtest: --crd {args.crd}: no such file", file=sys.stderr)
+        return 2
     options = RunOptions(scenario=args.scenario, objects=args.objects, rate=args.rate, duration=args.duration,
                          workers=args.workers, threads=args.threads, pods=args.pods, work_s=args.work_s,
                          faults=faults, operator_cmd=args.operator_cmd, crd=args.crd,
                          converged_jsonpath=args.converged_jsonpath, converged_value=args.converged_value,
                          kubeconfig=args.kubeconfig, redis_url=args.redis_url, converge_timeout=args.timeout,
                          out=args.out)
-    with Run(options) as run:
+    try:
+        run = Run(options).__enter__()
+    except Exception as exc:  # the environment, the CRD or the pods: say what, not a traceback
+        print(f"loadtest: the run could not be set up: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
         progress = Progress(run, live=not args.no_progress and sys.stderr.isatty())
         progress.start()
         try:
@@ -154,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         finals = figures.pop("finals")
         results = run.results(finals, {"figures": figures})
         folder = run.dir
+    finally:
+        run.__exit__(None, None, None)
     gates = evaluate(results, slo)
     report = write_report(results, folder, gates)
     broken = [g for g in gates if g["status"] == "broken"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +92,8 @@ def run(n: int) -> dict[str, Any]:
             "passed": all(phase["slowlog_max_ms"] < 20 for phase in phases)}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Measure, save and print; 0 when every phase's maximum is under the target, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=100_000)
     args = parser.parse_args(argv)
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'PASSED' if result['passed'] else 'FAILED'}: slowlog maximum under 20 ms at {args.keys} keys "
           f"(saved to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS.name})")
+    return 0 if result["passed"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
