@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.read_text().split("\n## Faults")[0].split("\n![")[0])
     print(f"report: {report}")
     if broken:
-        print("SLO broken: " + ", ".join(f"{g['gate']}={g['value']} > {g['limit']}" for g in broken), file=sys.stderr)
+        print("SLO broken: " + ", ".join(f"{g['gate']} {g['reason']}" if "reason" in g else
+                                         f"{g['gate']}={g['value']} > {g['limit']}" for g in broken), file=sys.stderr)
         return 1
     return 0

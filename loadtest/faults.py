@@ -2,6 +2,10 @@
 
 Where it sits: ``loadtest.runner`` parses ``--fault NAME[:ARG]`` into :class:`FaultSpec` and schedules
 them across the load phase; each injection appends a :class:`FaultEvent` (start, end, what) to the run.
+A fault that could not be injected (no worker to kill, the leader not one of the lab's pods, a Redis
+or API server that is not the lab's own, toxiproxy off, an exception) is still an event, with
+``injected=False``: it has no recovery time, and ``loadtest.slo`` breaks the ``recovery_s`` gate on it
+(a run must not pass a fault it never suffered).
 Recovery time, computed after the run by :func:`recovery_times`: the longest any change made before the
 fault ended, or in the 5 s after, waited past the fault's end (or past its own making, if later) to
 converge (``None``: some never did). "Ended" is when the fault was removed (a SIGSTOP counts from the
@@ -61,6 +65,7 @@ class FaultEvent:
     recovery_s: float | None = None
     reset: bool = False  # Redis lost its data (and the failure counts the backoff uses)
     extra: dict[str, Any] = field(default_factory=dict)
+    injected: bool = True  # False: the fault could not be injected (``detail`` says why)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +80,7 @@ def kill_worker(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     found = _worker(run, rng)
     now = time.time()
     if found is None:
-        return FaultEvent(spec.name, now, now, "no worker to kill")
+        return FaultEvent(spec.name, now, now, "no worker to kill", injected=False)
     pod, pid = found
     os.kill(pid, signal.SIGKILL)
     return FaultEvent(spec.name, now, now, f"SIGKILL worker {pid} of {pod.name}")
@@ -86,7 +91,7 @@ def stop_worker(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     found = _worker(run, rng)
     now = time.time()
     if found is None:
-        return FaultEvent(spec.name, now, now, "no worker to stop")
+        return FaultEvent(spec.name, now, now, "no worker to stop", injected=False)
     pod, pid = found
     os.kill(pid, signal.SIGSTOP)
     hold = run.claim_ttl + 3.0
@@ -102,7 +107,7 @@ def kill_leader(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     pod = next((p for p in run.pods if p.name == holder), None)
     now = time.time()
     if pod is None:
-        return FaultEvent(spec.name, now, now, f"leader {holder!r} is not one of the lab's pods")
+        return FaultEvent(spec.name, now, now, f"leader {holder!r} is not one of the lab's pods", injected=False)
     pod.kill()
     time.sleep(1.0)
     pod.start()
@@ -113,7 +118,7 @@ def redis_restart(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     redis = run.lab.redis
     now = time.time()
     if redis is None:
-        return FaultEvent(spec.name, now, now, "skipped: Redis is not the lab's own (--redis-url)")
+        return FaultEvent(spec.name, now, now, "skipped: Redis is not the lab's own (--redis-url)", injected=False)
     lose = spec.name == "redis-lose-data"
     if not lose:
         run.redis_client.save()
@@ -130,7 +135,8 @@ def apiserver_restart(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEve
     plane = run.lab.plane
     now = time.time()
     if plane is None:
-        return FaultEvent(spec.name, now, now, "skipped: the API server is not the lab's own (--kubeconfig)")
+        return FaultEvent(spec.name, now, now, "skipped: the API server is not the lab's own (--kubeconfig)",
+                          injected=False)
     plane.stop_apiserver()
     time.sleep(2.0)
     plane.start_apiserver()
@@ -150,7 +156,7 @@ def toxic(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     proxy = run.lab.toxiproxy
     now = time.time()
     if proxy is None:
-        return FaultEvent(spec.name, now, now, "skipped: toxiproxy is off")
+        return FaultEvent(spec.name, now, now, "skipped: toxiproxy is off", injected=False)
     name = proxy_of[target]
     if kind == "latency":
         ms = int(spec.arg or (200 if target == "api" else 50))
@@ -191,8 +197,12 @@ def parse_fault(text: str) -> FaultSpec:
 
 
 def recovery_times(events: list[FaultEvent], changes: list[Change], ignore: set[str]) -> None:
-    """Fill in ``recovery_s`` and ``worst_latency_s`` of each event from the changes' convergence times."""
+    """Fill in ``recovery_s`` and ``worst_latency_s`` of each injected event from the changes' convergence
+    times (a fault that was not injected keeps ``None``: there is nothing it could have recovered from)."""
     for event in events:
+        if not event.injected:
+            event.recovery_s = None
+            continue
         horizon = event.end + AFFECTED_AFTER_S
         affected = [c for c in changes if c.at <= horizon and not c.deleted and c.key not in ignore]
         during = [c for c in affected if c.at >= event.start - 1.0]

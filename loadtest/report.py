@@ -143,7 +143,8 @@ def markdown(results: dict[str, Any], plots: list[str], gates: list[dict[str, An
                   for r in scale]
     if gates:
         lines += ["", "## SLO gates", "", "| gate | limit | value | status |", "|---|---|---|---|"]
-        lines += [f"| {g['gate']} | {g['limit']} | {_fmt(g['value'])} | {g['status']} |" for g in gates]
+        lines += [f"| {g['gate']} | {g['limit']} | {g.get('reason') or _fmt(g['value'])} | {g['status']} |"
+                  for g in gates]
     lines += [""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
 

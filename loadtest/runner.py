@@ -227,7 +227,7 @@ class Run:
                 event = FAULTS[spec.name](self, spec, self.rng)
             except Exception as exc:
                 now = time.time()
-                event = FaultEvent(spec.name, now, now, f"injection failed: {exc!r}")
+                event = FaultEvent(spec.name, now, now, f"injection failed: {exc!r}", injected=False)
             self.events.append(event)
 
         def schedule() -> None:

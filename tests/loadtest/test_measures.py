@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from loadtest.convergence import Change, Convergence, jsonpath
-from loadtest.faults import FaultEvent, parse_fault, recovery_times
+from loadtest.faults import FaultEvent, FaultSpec, kill_worker, parse_fault, recovery_times
+from loadtest.runner import Run
 from loadtest.sampling import histogram_quantile
 from loadtest.slo import evaluate, load_slo
 
@@ -76,6 +80,35 @@ def test_slo_gates_break_on_an_overlap_and_on_an_unrecovered_fault(tmp_path: Pat
     gates = {g["gate"]: g["status"] for g in evaluate(results, load_slo(path))}
     assert gates == {"overlaps": "broken", "latency_p99_s": "ok", "recovery_s[kill-leader@12.0]": "broken",
                      "queue_latency_p99_s": "unmeasured"}
+
+
+def _recovery_gates(events: list[FaultEvent]) -> list[dict[str, Any]]:
+    changes = [Change("ns/a", 1, 9.0, "update", converged_at=9.5)]  # everything converged at once
+    recovery_times(events, changes, ignore=set())
+    results = {"faults": [{**e.to_dict(), "offset_s": e.start} for e in events]}
+    return evaluate(results, {"recovery_s": 60.0})
+
+
+def test_a_fault_with_no_worker_to_kill_was_not_injected_and_breaks_the_recovery_gate() -> None:
+    event = kill_worker(SimpleNamespace(pods=[]), FaultSpec("kill-worker"), random.Random(1))  # type: ignore[arg-type]
+    assert event.injected is False
+    [gate] = _recovery_gates([event])
+    assert gate["status"] == "broken" and gate["reason"] == "not injected: no worker to kill"
+    assert event.recovery_s is None
+
+
+def test_a_fault_whose_injection_raised_was_not_injected_and_breaks_the_recovery_gate() -> None:
+    run = SimpleNamespace(options=SimpleNamespace(faults=[FaultSpec("kill-leader")]), events=[],
+                          rng=random.Random(1), pods=[])  # no leader() to ask: the injection raises
+    Run.fault_thread(run, 0.1).join(5)  # type: ignore[arg-type]
+    [event] = run.events
+    assert not event.injected and event.detail.startswith("injection failed: AttributeError")
+    assert [g["status"] for g in _recovery_gates([event])] == ["broken"]
+
+
+def test_an_injected_fault_that_recovered_in_time_passes_the_recovery_gate() -> None:
+    [gate] = _recovery_gates([FaultEvent("kill-worker", 9.2, 9.2, "SIGKILL worker 7 of lab-0")])
+    assert gate["status"] == "ok" and gate["value"] == 0.3 and "reason" not in gate
 
 
 def test_an_unknown_slo_key_or_fault_name_is_refused(tmp_path: Path) -> None:
