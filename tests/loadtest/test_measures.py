@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from loadtest.convergence import Change, Convergence, jsonpath
-from loadtest.faults import FaultEvent, FaultSpec, kill_worker, parse_fault, recovery_times
+from loadtest.faults import FaultEvent, FaultSpec, invalid_burst, kill_worker, parse_fault, recovery_times
 from loadtest.runner import Run
 from loadtest.sampling import histogram_quantile
 from loadtest.slo import evaluate, load_slo
@@ -80,6 +80,31 @@ def test_slo_gates_break_on_an_overlap_and_on_an_unrecovered_fault(tmp_path: Pat
     gates = {g["gate"]: g["status"] for g in evaluate(results, load_slo(path))}
     assert gates == {"overlaps": "broken", "latency_p99_s": "ok", "recovery_s[kill-leader@12.0]": "broken",
                      "queue_latency_p99_s": "unmeasured"}
+
+
+def test_a_throttle_lasts_the_whole_run_so_its_recovery_is_the_time_to_absorb_the_load_made_under_it() -> None:
+    changes = [Change("ns/before", 1, 1.0, "create", converged_at=1.1),   # made before it: not its business
+               Change("ns/a", 1, 10.5, "create", converged_at=12.0),
+               Change("ns/b", 1, 14.0, "create", converged_at=37.0),     # last to converge, 27 s after the start
+               Change("ns/c", 1, 20.0, "update", converged_at=20.2)]     # quick, but under it too
+    event = FaultEvent("throttle", 10.0, 10.0)
+    recovery_times([event], changes, ignore=set())
+    assert event.recovery_s == 27.0 and event.extra["worst_latency_s"] == 23.0
+
+
+def test_an_invalid_burst_is_followed_by_valid_canaries_whose_wait_is_its_recovery() -> None:
+    created: list[tuple[list[str], dict[str, Any]]] = []
+    run = SimpleNamespace(driver=SimpleNamespace(create_many=lambda names, **spec: created.append((names, spec))))
+    event = invalid_burst(run, FaultSpec("invalid-burst", 20.0), random.Random(1))  # type: ignore[arg-type]
+    assert [(len(names), spec) for names, spec in created] == [(20, {"invalid": True}), (2, {})]
+    assert created[1][0] == ["after-invalid-0000", "after-invalid-0001"] and event.extra["canaries"] == 2
+    event.start, event.end = 10.0, 11.0
+    invalid = {f"ns/{name}" for name in created[0][0]}
+    changes = [Change(key, 1, 10.5, "create") for key in sorted(invalid)]  # never converge, and need not
+    changes += [Change("ns/after-invalid-0000", 1, 11.1, "create", converged_at=12.5),
+                Change("ns/after-invalid-0001", 1, 11.2, "create", converged_at=11.4)]
+    recovery_times([event], changes, ignore=invalid)
+    assert event.recovery_s == 1.4  # the slower canary, from its making (after the burst ended)
 
 
 def _recovery_gates(events: list[FaultEvent]) -> list[dict[str, Any]]:
