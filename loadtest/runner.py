@@ -1,7 +1,8 @@
 """One lab run: environment up, operator pods started, load and faults driven, everything measured.
 
 Where it sits: ``loadtest.cli`` builds a :class:`Run` from the command line and calls a scenario
-(``steady``, ``burst``, ``churn``; ``loadtest.capacity`` builds ``stress`` and ``scale`` on top);
+(``steady``, ``burst``, ``churn`` and ``stress`` from ``loadtest.scenarios``; ``scale`` from
+``loadtest.cli``, which starts a fresh set of pods per configuration);
 ``results()`` gathers the measurements, the checker's verdict and the faults for ``loadtest.report``.
 """
 
