@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 from loadtest.convergence import Change, Convergence, jsonpath
 from loadtest.faults import FaultEvent, FaultSpec, invalid_burst, kill_worker, parse_fault, recovery_times
 from loadtest.runner import Run
-from loadtest.sampling import histogram_quantile
+from loadtest.sampling import Sampler, histogram_quantile
 from loadtest.slo import evaluate, load_slo
 
 READY = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "conditions": [
@@ -144,3 +146,19 @@ def test_an_unknown_slo_key_or_fault_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         parse_fault("kill-everything")
     assert parse_fault("kill-worker:7").arg == 7.0
+
+
+def test_peak_rss_is_kept_for_every_worker_process_apart() -> None:
+    workers = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]  # children of this "manager"
+    try:
+        pod = SimpleNamespace(name="lab-0", pid=os.getpid(), metrics_port=None)
+        sampler = Sampler([pod], redis_client=None)  # type: ignore[list-item]
+        sampler.sample()
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    peaks = sampler.rss_peak_by_process
+    assert peaks[f"lab-0/manager/{os.getpid()}"] > 10
+    assert all(peaks[f"lab-0/worker/{w.pid}"] > 0 for w in workers)
+    assert sampler.rss_peak_by_role["lab-0/worker"] == max(peaks[f"lab-0/worker/{w.pid}"] for w in workers)
