@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--converged-jsonpath", default="{.status.observedGeneration}",
                         help="converged when this is >= metadata.generation")
     parser.add_argument("--converged-value", default=None, help="converged when the JSONPath equals this instead")
+    parser.add_argument("--lease-name", default=None,
+                        help="the Lease the leader holds, in the run's namespace (kill-leader; default: the "
+                             "sample workload's loadobjects-leader; a black box needs it, e.g. widgets-leader)")
     parser.add_argument("--kubeconfig", default=None, help="use this cluster instead of the embedded one")
     parser.add_argument("--redis-url", default=None, help="use this Redis instead of the embedded one")
     parser.add_argument("--slo", type=Path, default=None, help="SLO gates YAML (default loadtest/slo.yaml)")
@@ -139,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                          workers=args.workers, threads=args.threads, pods=args.pods, work_s=args.work_s,
                          faults=faults, operator_cmd=args.operator_cmd, crd=args.crd,
                          converged_jsonpath=args.converged_jsonpath, converged_value=args.converged_value,
-                         kubeconfig=args.kubeconfig, redis_url=args.redis_url, converge_timeout=args.timeout,
-                         out=args.out)
+                         lease_name=args.lease_name, kubeconfig=args.kubeconfig, redis_url=args.redis_url,
+                         converge_timeout=args.timeout, out=args.out)
     try:
         run = Run(options).__enter__()
     except Exception as exc:  # the environment, the CRD or the pods: say what, not a traceback

@@ -13,7 +13,7 @@ import pytest
 
 from loadtest.convergence import Change, Convergence, jsonpath
 from loadtest.faults import FaultEvent, FaultSpec, invalid_burst, kill_worker, parse_fault, recovery_times
-from loadtest.runner import Run
+from loadtest.runner import Run, RunOptions
 from loadtest.sampling import Sampler, histogram_quantile
 from loadtest.slo import evaluate, load_slo
 
@@ -107,6 +107,23 @@ def test_an_invalid_burst_is_followed_by_valid_canaries_whose_wait_is_its_recove
                 Change("ns/after-invalid-0001", 1, 11.2, "create", converged_at=11.4)]
     recovery_times([event], changes, ignore=invalid)
     assert event.recovery_s == 1.4  # the slower canary, from its making (after the burst ended)
+
+
+@pytest.mark.parametrize(("options", "lease"), [
+    (RunOptions(), "loadobjects-leader"),                                      # the sample workload's
+    (RunOptions(operator_cmd="op", lease_name="widgets-leader"), "widgets-leader"),  # a black box, told
+    (RunOptions(operator_cmd="op"), None),                                     # a black box, not told
+])
+def test_the_leader_is_read_from_the_lease_the_run_was_given(options: RunOptions, lease: str | None) -> None:
+    asked: list[str] = []
+
+    def get(resource: object, name: str, namespace: str) -> dict[str, Any]:
+        asked.append(f"{namespace}/{name}")
+        return {"spec": {"holderIdentity": "lab-0"}}
+
+    run = SimpleNamespace(options=options, namespace="lt-1", client=SimpleNamespace(get=get))
+    assert Run.leader(run) == ("lab-0" if lease else None)  # type: ignore[arg-type]
+    assert asked == ([f"lt-1/{lease}"] if lease else [])
 
 
 def _recovery_gates(events: list[FaultEvent]) -> list[dict[str, Any]]:
