@@ -100,6 +100,8 @@ bench-e2e: setup
 clean:
 	rm -rf $(VENV) tools/controlplane/bin .pytest_cache .mypy_cache .ruff_cache
 
+# The KWOK step runs even when the suite broke a gate; make fails if either did.
 loadtest: setup
-	PYTHONPATH=. $(PY) -m loadtest suite
-	PYTHONPATH=. $(PY) -m loadtest kwok --nodes 20 --pods 400
+	PYTHONPATH=. $(PY) -m loadtest suite; suite=$$?; \
+	PYTHONPATH=. $(PY) -m loadtest kwok --nodes 20 --pods 400; kwok=$$?; \
+	exit $$((suite || kwok))

@@ -6,9 +6,11 @@ read its verdict. It needs no cluster, so its own tests feed it hand-made record
 
 - **I1 overlaps**: two reconciles of one key whose recorded intervals overlap. The recorded interval
   lies inside the claim (start is recorded after the claim is taken, end before ``done``), so an overlap
-  is real. One where either side's write was refused (``conflict``), not sent because its claim was lost
-  (``fenced``) or failed (``error``) is *fenced*:
-  the stale side had no effect; it is listed apart and is not a violation.
+  is real. One where either side had no effect is *fenced*: its write was refused (``conflict``), not
+  sent because its claim was lost (``fenced``), or it failed (``error``) without ever sending a write
+  (the recorder's ``wrote: false``). It is listed apart and is not a violation. An ``error`` side that
+  sent its write, or did not record whether it did, may have changed the object (a write that landed
+  before its connection was reset): that overlap is a violation.
 - **I2 lost updates**: an object that exists at the end whose converged generation is not its final
   ``metadata.generation`` (keys expected to fail, such as invalid objects, are left out).
 - **I3 collapse**: reconciles that saw an object (``ok``/``noop``) per change made; below 1 means
@@ -33,7 +35,7 @@ from loadtest.recorder import Span
 
 __all__ = ["Final", "Verdict", "check"]
 
-FENCED_OUTCOMES = ("conflict", "fenced", "error")
+FENCED_OUTCOMES = ("conflict", "fenced")  # and "error" with nothing written: see _no_effect
 SEEN_OUTCOMES = ("ok", "noop")
 FAILED_OUTCOMES = ("conflict", "error")
 BACKOFF_SLACK = 0.5
@@ -83,7 +85,12 @@ class Verdict:
 
 def _brief(span: Span) -> dict[str, Any]:
     return {"pid": span.pid, "shard": span.shard, "claim": span.claim, "start": round(span.start, 4),
-            "end": None if span.end is None else round(span.end, 4), "outcome": span.outcome}
+            "end": None if span.end is None else round(span.end, 4), "outcome": span.outcome, "wrote": span.wrote}
+
+
+def _no_effect(span: Span) -> bool:
+    """Whether this reconcile cannot have changed the object: refused, fenced, or failed before writing."""
+    return span.outcome in FENCED_OUTCOMES or (span.outcome == "error" and span.wrote is False)
 
 
 def _overlaps(spans: list[Span], verdict: Verdict) -> None:
@@ -99,7 +106,7 @@ def _overlaps(spans: list[Span], verdict: Verdict) -> None:
                 if earlier.end > later.start:
                     found = {"key": key, "seconds": round(min(earlier.end, later.end) - later.start, 4),
                              "a": _brief(earlier), "b": _brief(later)}
-                    fenced = earlier.outcome in FENCED_OUTCOMES or later.outcome in FENCED_OUTCOMES
+                    fenced = _no_effect(earlier) or _no_effect(later)
                     (verdict.fenced_overlaps if fenced else verdict.overlaps).append(found)
 
 

@@ -3,7 +3,7 @@
 Where it sits: the entry point. It builds a :class:`~loadtest.runner.Run`, runs a scenario from
 ``loadtest.scenarios`` (or ``scale``, here) with a live progress display, writes the report
 (``loadtest.report``) and applies the SLO gates (``loadtest.slo``): exit 1 when one is broken,
-2 for bad arguments. Examples::
+2 for bad arguments or a run that could not be set up (one line on stderr, no traceback). Examples::
 
     python -m loadtest steady --objects 100 --rate 10 --duration 30 --fault kill-worker:10
     python -m loadtest burst --objects 1000 --workers 2
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--converged-jsonpath", default="{.status.observedGeneration}",
                         help="converged when this is >= metadata.generation")
     parser.add_argument("--converged-value", default=None, help="converged when the JSONPath equals this instead")
+    parser.add_argument("--lease-name", default=None,
+                        help="the Lease the leader holds, in the run's namespace (kill-leader; default: the "
+                             "sample workload's loadobjects-leader; a black box needs it, e.g. widgets-leader)")
     parser.add_argument("--kubeconfig", default=None, help="use this cluster instead of the embedded one")
     parser.add_argument("--redis-url", default=None, help="use this Redis instead of the embedded one")
     parser.add_argument("--slo", type=Path, default=None, help="SLO gates YAML (default loadtest/slo.yaml)")
@@ -132,13 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.operator_cmd and not args.crd:
         print("loadtest: --operator-cmd needs --crd (the resource the operator reconciles)", file=sys.stderr)
         return 2
+    if args.crd and not args.crd.is_file():
+        print(f"loadtest: --crd {args.crd}: no such file", file=sys.stderr)
+        return 2
     options = RunOptions(scenario=args.scenario, objects=args.objects, rate=args.rate, duration=args.duration,
                          workers=args.workers, threads=args.threads, pods=args.pods, work_s=args.work_s,
                          faults=faults, operator_cmd=args.operator_cmd, crd=args.crd,
                          converged_jsonpath=args.converged_jsonpath, converged_value=args.converged_value,
-                         kubeconfig=args.kubeconfig, redis_url=args.redis_url, converge_timeout=args.timeout,
-                         out=args.out)
-    with Run(options) as run:
+                         lease_name=args.lease_name, kubeconfig=args.kubeconfig, redis_url=args.redis_url,
+                         converge_timeout=args.timeout, out=args.out)
+    try:
+        run = Run(options).__enter__()
+    except Exception as exc:  # the environment, the CRD or the pods: say what, not a traceback
+        print(f"loadtest: the run could not be set up: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
         progress = Progress(run, live=not args.no_progress and sys.stderr.isatty())
         progress.start()
         try:
@@ -154,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         finals = figures.pop("finals")
         results = run.results(finals, {"figures": figures})
         folder = run.dir
+    finally:
+        run.__exit__(None, None, None)
     gates = evaluate(results, slo)
     report = write_report(results, folder, gates)
     broken = [g for g in gates if g["status"] == "broken"]
     print(report.read_text().split("\n## Faults")[0].split("\n![")[0])
     print(f"report: {report}")
     if broken:
-        print("SLO broken: " + ", ".join(f"{g['gate']}={g['value']} > {g['limit']}" for g in broken), file=sys.stderr)
+        print("SLO broken: " + ", ".join(f"{g['gate']} {g['reason']}" if "reason" in g else
+                                         f"{g['gate']}={g['value']} > {g['limit']}" for g in broken), file=sys.stderr)
         return 1
     return 0

@@ -2,11 +2,24 @@
 
 Where it sits: ``loadtest.runner`` parses ``--fault NAME[:ARG]`` into :class:`FaultSpec` and schedules
 them across the load phase; each injection appends a :class:`FaultEvent` (start, end, what) to the run.
+A fault that could not be injected (no worker to kill, the leader not one of the lab's pods, a Redis
+or API server that is not the lab's own, toxiproxy off, an exception) is still an event, with
+``injected=False``: it has no recovery time, and ``loadtest.slo`` breaks the ``recovery_s`` gate on it
+(a run must not pass a fault it never suffered).
 Recovery time, computed after the run by :func:`recovery_times`: the longest any change made before the
 fault ended, or in the 5 s after, waited past the fault's end (or past its own making, if later) to
 converge (``None``: some never did). "Ended" is when the fault was removed (a SIGSTOP counts from the
 stop: I5 wants the paused worker's keys handed out again without waiting for it). ``worst_latency_s`` is
 the longest change -> status latency of the changes made from 1 s before the fault until 5 s after it.
+Two faults are measured their own way:
+
+- ``invalid-burst`` ends when its invalid objects are created; it then creates valid "canary" objects
+  (``after-invalid-<n>``, a tenth as many, at least one), so its recovery always includes valid keys made
+  right after the burst: how long the invalid keys, failing and backing off, held valid ones back.
+- ``throttle`` never ends (the API server runs throttled from the start): its recovery is the time from
+  its start (the start of the load phase; in ``burst``, the first create) until every change made from
+  then on converged, i.e. the time to absorb the load under 429s (in ``steady`` and ``churn`` it
+  includes the load's D seconds). ``worst_latency_s`` covers the same changes.
 
 Names (ARG in brackets, defaults shown):
   kill-worker[:10]      SIGKILL a random worker process every ARG seconds
@@ -15,7 +28,8 @@ Names (ARG in brackets, defaults shown):
   redis-restart         restart redis-server keeping its data (SAVE first)
   redis-lose-data       restart redis-server with its data lost
   apiserver-restart     stop kube-apiserver, wait 2 s, start it again (etcd keeps the data)
-  invalid-burst[:50]    create ARG objects that can never reconcile (their keys must back off)
+  invalid-burst[:50]    create ARG objects that can never reconcile (their keys must back off), then
+                        ARG/10 valid canaries whose convergence is the recovery
   api-latency[:200]     toxiproxy: ARG ms on every answer of the API server, for 10 s
   redis-latency[:50]    toxiproxy: ARG ms on every answer of Redis, for 10 s
   api-reset / redis-reset   toxiproxy: reset connections (reset_peer) for 5 s
@@ -39,11 +53,12 @@ if TYPE_CHECKING:
     from loadtest.convergence import Change
     from loadtest.runner import Run
 
-__all__ = ["FAULTS", "FaultEvent", "FaultSpec", "parse_fault", "recovery_times"]
+__all__ = ["FAULTS", "WHOLE_RUN_FAULTS", "FaultEvent", "FaultSpec", "parse_fault", "recovery_times"]
 
 TOXIPROXY_FAULTS = ("api-latency", "redis-latency", "api-reset", "redis-reset", "api-down", "redis-down")
 AFFECTED_AFTER_S = 5.0
 THROTTLE_FLAGS = ["--max-requests-inflight=1", "--max-mutating-requests-inflight=1"]
+WHOLE_RUN_FAULTS = ("throttle",)  # in force from their start to the end of the run
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,7 @@ class FaultEvent:
     recovery_s: float | None = None
     reset: bool = False  # Redis lost its data (and the failure counts the backoff uses)
     extra: dict[str, Any] = field(default_factory=dict)
+    injected: bool = True  # False: the fault could not be injected (``detail`` says why)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +91,7 @@ def kill_worker(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     found = _worker(run, rng)
     now = time.time()
     if found is None:
-        return FaultEvent(spec.name, now, now, "no worker to kill")
+        return FaultEvent(spec.name, now, now, "no worker to kill", injected=False)
     pod, pid = found
     os.kill(pid, signal.SIGKILL)
     return FaultEvent(spec.name, now, now, f"SIGKILL worker {pid} of {pod.name}")
@@ -86,7 +102,7 @@ def stop_worker(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     found = _worker(run, rng)
     now = time.time()
     if found is None:
-        return FaultEvent(spec.name, now, now, "no worker to stop")
+        return FaultEvent(spec.name, now, now, "no worker to stop", injected=False)
     pod, pid = found
     os.kill(pid, signal.SIGSTOP)
     hold = run.claim_ttl + 3.0
@@ -102,7 +118,7 @@ def kill_leader(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     pod = next((p for p in run.pods if p.name == holder), None)
     now = time.time()
     if pod is None:
-        return FaultEvent(spec.name, now, now, f"leader {holder!r} is not one of the lab's pods")
+        return FaultEvent(spec.name, now, now, f"leader {holder!r} is not one of the lab's pods", injected=False)
     pod.kill()
     time.sleep(1.0)
     pod.start()
@@ -113,7 +129,7 @@ def redis_restart(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     redis = run.lab.redis
     now = time.time()
     if redis is None:
-        return FaultEvent(spec.name, now, now, "skipped: Redis is not the lab's own (--redis-url)")
+        return FaultEvent(spec.name, now, now, "skipped: Redis is not the lab's own (--redis-url)", injected=False)
     lose = spec.name == "redis-lose-data"
     if not lose:
         run.redis_client.save()
@@ -130,7 +146,8 @@ def apiserver_restart(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEve
     plane = run.lab.plane
     now = time.time()
     if plane is None:
-        return FaultEvent(spec.name, now, now, "skipped: the API server is not the lab's own (--kubeconfig)")
+        return FaultEvent(spec.name, now, now, "skipped: the API server is not the lab's own (--kubeconfig)",
+                          injected=False)
     plane.stop_apiserver()
     time.sleep(2.0)
     plane.start_apiserver()
@@ -139,9 +156,13 @@ def apiserver_restart(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEve
 
 def invalid_burst(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     count = int(spec.arg or 50)
+    canaries = max(1, count // 10)
     now = time.time()
     run.driver.create_many([f"invalid-{i:04d}" for i in range(count)], invalid=True)
-    return FaultEvent(spec.name, now, time.time(), f"{count} objects that never reconcile")
+    end = time.time()
+    run.driver.create_many([f"after-invalid-{i:04d}" for i in range(canaries)])
+    return FaultEvent(spec.name, now, end, f"{count} objects that never reconcile, then {canaries} valid ones",
+                      extra={"canaries": canaries})
 
 
 def toxic(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
@@ -150,7 +171,7 @@ def toxic(run: Run, spec: FaultSpec, rng: random.Random) -> FaultEvent:
     proxy = run.lab.toxiproxy
     now = time.time()
     if proxy is None:
-        return FaultEvent(spec.name, now, now, "skipped: toxiproxy is off")
+        return FaultEvent(spec.name, now, now, "skipped: toxiproxy is off", injected=False)
     name = proxy_of[target]
     if kind == "latency":
         ms = int(spec.arg or (200 if target == "api" else 50))
@@ -191,15 +212,24 @@ def parse_fault(text: str) -> FaultSpec:
 
 
 def recovery_times(events: list[FaultEvent], changes: list[Change], ignore: set[str]) -> None:
-    """Fill in ``recovery_s`` and ``worst_latency_s`` of each event from the changes' convergence times."""
+    """Fill in ``recovery_s`` and ``worst_latency_s`` of each injected event from the changes' convergence
+    times (a fault that was not injected keeps ``None``: there is nothing it could have recovered from)."""
     for event in events:
-        horizon = event.end + AFFECTED_AFTER_S
-        affected = [c for c in changes if c.at <= horizon and not c.deleted and c.key not in ignore]
-        during = [c for c in affected if c.at >= event.start - 1.0]
+        if not event.injected:
+            event.recovery_s = None
+            continue
+        valid = [c for c in changes if not c.deleted and c.key not in ignore]
+        whole_run = event.name in WHOLE_RUN_FAULTS  # still in force: every change since its start, from it
+        if whole_run:
+            affected = during = [c for c in valid if c.at >= event.start]
+        else:
+            affected = [c for c in valid if c.at <= event.end + AFFECTED_AFTER_S]
+            during = [c for c in affected if c.at >= event.start - 1.0]
         event.extra["worst_latency_s"] = (round(max(c.latency for c in during if c.latency is not None), 2)
                                           if any(c.latency is not None for c in during) else None)
         if any(c.converged_at is None for c in affected):
             event.recovery_s = None
             continue
-        waits = [c.converged_at - max(c.at, event.end) for c in affected if c.converged_at is not None]
+        waits = [c.converged_at - (event.start if whole_run else max(c.at, event.end))
+                 for c in affected if c.converged_at is not None]
         event.recovery_s = round(max([0.0, *waits]), 2)

@@ -9,11 +9,12 @@ A reconcile writes two records, so that one cut short by SIGKILL still leaves it
     {"ev": "start", "id": "<pid>-<n>", "key": "ns/name", "pid": 123, "shard": "pod-0-1",
      "claim": "<token or null>", "t": 1700000000.123}
     {"ev": "end", "id": "<pid>-<n>", "key": "ns/name", "pid": 123, "generation": 4,
-     "outcome": "ok" | "noop" | "gone" | "conflict" | "fenced" | "error", "t": 1700000000.140}
+     "outcome": "ok" | "noop" | "gone" | "conflict" | "fenced" | "error", "wrote": true, "t": 1700000000.140}
 
 ``outcome``: ``ok`` wrote the status, ``noop`` found it current, ``gone`` found no object, ``conflict``
 had its write refused (409: it read a stale object), ``fenced`` did not write because its claim was
-lost, ``error`` raised anything else.
+lost, ``error`` raised anything else. ``wrote`` (optional): whether the reconcile sent a write to the
+API server, whatever came back; an ``error`` that never sent one had no effect (the checker reads it).
 
 Sinks: a JSON-lines file (``file:///path``; each record is one ``write`` on an ``O_APPEND`` descriptor,
 so processes never interleave) or a Redis list (``redis://host:port/db#run``: ``RPUSH loadtest:<run>:records``).
@@ -80,11 +81,17 @@ class Recorder:
                      "t": time.time()})
         return rid
 
-    def end(self, rid: str, key: str, *, outcome: str, generation: int | None = None) -> None:
+    def end(self, rid: str, key: str, *, outcome: str, generation: int | None = None,
+            wrote: bool | None = None) -> None:
+        """Record that reconcile ``rid`` ended now with ``outcome``; ``wrote``: whether it sent a write
+        (None: not known)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} is not one of {OUTCOMES}")
-        self._write({"ev": "end", "id": rid, "key": key, "pid": os.getpid(), "generation": generation,
-                     "outcome": outcome, "t": time.time()})
+        record: dict[str, Any] = {"ev": "end", "id": rid, "key": key, "pid": os.getpid(), "generation": generation,
+                                  "outcome": outcome, "t": time.time()}
+        if wrote is not None:
+            record["wrote"] = wrote
+        self._write(record)
 
     def _write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
@@ -103,7 +110,8 @@ class Recorder:
 
 @dataclass(frozen=True)
 class Span:
-    """One reconcile as the checker sees it; ``end`` is None when its process died before it ended."""
+    """One reconcile as the checker sees it; ``end`` is None when its process died before it ended;
+    ``wrote`` is whether it sent a write (None: not recorded)."""
 
     id: str
     key: str
@@ -114,6 +122,7 @@ class Span:
     end: float | None = None
     generation: int | None = None
     outcome: str | None = None
+    wrote: bool | None = None
 
 
 def spans(records: Iterable[dict[str, Any]]) -> list[Span]:
@@ -127,7 +136,8 @@ def spans(records: Iterable[dict[str, Any]]) -> list[Span]:
         end = ends.get(rid)
         found.append(Span(rid, start["key"], int(start["pid"]), start.get("shard"), start.get("claim"),
                           float(start["t"]), float(end["t"]) if end else None,
-                          end.get("generation") if end else None, end.get("outcome") if end else None))
+                          end.get("generation") if end else None, end.get("outcome") if end else None,
+                          end.get("wrote") if end else None))
     return sorted(found, key=lambda span: span.start)
 
 

@@ -99,6 +99,11 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _worker_rss(resources: dict[str, Any]) -> str:
+    peaks = [v for k, v in resources.get("rss_peak_mb_by_process", {}).items() if "/worker/" in k]
+    return f"{min(peaks)}-{max(peaks)} ({len(peaks)})" if peaks else "n/a"
+
+
 def markdown(results: dict[str, Any], plots: list[str], gates: list[dict[str, Any]]) -> str:
     o, lat, res, chk = results["options"], results["latency"], results["resources"], results["checker"]
     lines = [f"# Load lab run `{results['run_id']}`: {results['scenario']}", "",
@@ -112,6 +117,7 @@ def markdown(results: dict[str, Any], plots: list[str], gates: list[dict[str, An
             ("max queue depth", results["queue"]["max_depth"]), ("reconciles", results["reconciles"]),
             ("CPU s per 1,000 reconciles", res["cpu_s_per_1000_reconciles"]),
             ("peak RSS MiB by process role", ", ".join(f"{k} {v}" for k, v in res["rss_peak_mb"].items())),
+            ("peak RSS MiB per worker process (min-max, processes)", _worker_rss(res)),
             ("Redis memory max (MiB) / ops/s max", f"{res['redis_used_memory_mb_max']} / {res['redis_ops_per_s_max']}"),
             ("operator API requests per reconcile", json.dumps(results["api_requests"]["operator_per_reconcile"]))]
     rows += [(f"scenario: {k}", v) for k, v in results.get("figures", {}).items() if not isinstance(v, list | dict)]
@@ -143,7 +149,8 @@ def markdown(results: dict[str, Any], plots: list[str], gates: list[dict[str, An
                   for r in scale]
     if gates:
         lines += ["", "## SLO gates", "", "| gate | limit | value | status |", "|---|---|---|---|"]
-        lines += [f"| {g['gate']} | {g['limit']} | {_fmt(g['value'])} | {g['status']} |" for g in gates]
+        lines += [f"| {g['gate']} | {g['limit']} | {g.get('reason') or _fmt(g['value'])} | {g['status']} |"
+                  for g in gates]
     lines += [""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
 

@@ -71,6 +71,7 @@ def gather(run: Run, finals: dict[str, Final], extra: dict[str, Any]) -> dict[st
         "resources": {"cpu_s": round(cpu, 2),
                       "cpu_s_per_1000_reconciles": round(1000 * cpu / reconciles, 2) if reconciles else None,
                       "rss_peak_mb": {k: round(v, 1) for k, v in run.sampler.rss_peak_by_role.items()},
+                      "rss_peak_mb_by_process": {k: round(v, 1) for k, v in run.sampler.rss_peak_by_process.items()},
                       "redis_used_memory_mb_max": max((p.get("redis_used_memory_mb", 0) for p in series),
                                                       default=None),
                       "redis_ops_per_s_max": max((p.get("redis_ops_per_s", 0) for p in series), default=None)},

@@ -1,7 +1,8 @@
 """One lab run: environment up, operator pods started, load and faults driven, everything measured.
 
 Where it sits: ``loadtest.cli`` builds a :class:`Run` from the command line and calls a scenario
-(``steady``, ``burst``, ``churn``; ``loadtest.capacity`` builds ``stress`` and ``scale`` on top);
+(``steady``, ``burst``, ``churn`` and ``stress`` from ``loadtest.scenarios``; ``scale`` from
+``loadtest.cli``, which starts a fresh set of pods per configuration);
 ``results()`` gathers the measurements, the checker's verdict and the faults for ``loadtest.report``.
 """
 
@@ -50,6 +51,7 @@ class RunOptions:
     crd: Path | None = None
     converged_jsonpath: str = workload.CONVERGED_JSONPATH
     converged_value: str | None = None
+    lease_name: str | None = None  # the leader's Lease (kill-leader); None: the sample workload's
     kubeconfig: str | None = None
     redis_url: str | None = None
     converge_timeout: float = 180.0
@@ -160,7 +162,11 @@ class Run:
     # -- helpers the scenarios and faults use ---------------------------------------------------
 
     def leader(self) -> str | None:
-        name = f"{'loadobjects' if not self.options.operator_cmd else ''}-leader"
+        """The identity holding the leader's Lease in the run's namespace (``--lease-name``; by default
+        the sample workload's ``loadobjects-leader``, and none for a black box); None if not found."""
+        name = self.options.lease_name or (None if self.options.operator_cmd else f"{workload.operator.name}-leader")
+        if name is None:
+            return None
         try:
             lease = self.client.get(LEASES, name, self.namespace)
         except Exception:
@@ -227,7 +233,7 @@ class Run:
                 event = FAULTS[spec.name](self, spec, self.rng)
             except Exception as exc:
                 now = time.time()
-                event = FaultEvent(spec.name, now, now, f"injection failed: {exc!r}")
+                event = FaultEvent(spec.name, now, now, f"injection failed: {exc!r}", injected=False)
             self.events.append(event)
 
         def schedule() -> None:

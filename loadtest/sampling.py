@@ -95,6 +95,8 @@ class Sampler(threading.Thread):
         self.series: list[dict[str, Any]] = []
         self.cpu_by_pid: dict[int, float] = {}
         self.rss_peak_by_role: dict[str, float] = defaultdict(float)
+        # Per process: "<pod>/manager/<pid>", "<pod>/worker/<pid>" (a restarted worker is a new pid).
+        self.rss_peak_by_process: dict[str, float] = defaultdict(float)
         self._stop_event = threading.Event()
         self._last: dict[str, Any] = {}
 
@@ -166,6 +168,7 @@ class Sampler(threading.Thread):
                 role = f"{pod.name}/{'manager' if pid == pod.pid else 'worker'}"
                 rss[f"{role}/{pid}"] = round(stats[1], 1)
                 self.rss_peak_by_role[role] = max(self.rss_peak_by_role[role], stats[1])
+                self.rss_peak_by_process[f"{role}/{pid}"] = max(self.rss_peak_by_process[f"{role}/{pid}"], stats[1])
         point["rss_mb"] = rss
         point["rss_total_mb"] = round(sum(rss.values()), 1)
         point["cpu_s_total"] = round(sum(self.cpu_by_pid.values()), 2)

@@ -9,7 +9,10 @@ each returns the scenario's own figures (convergence times, capacity) for the re
 - ``churn``: creates, updates and deletes (30/50/20) at U/s for D seconds, on N initial objects.
 - ``stress``: N objects, then updates at a rate raised by half every D seconds (from U) until the p99
   queue latency of a step passes 1 s or its p99 change -> status latency passes 5 s; the capacity is
-  the last rate that passed, in changes/s.
+  the last rate that passed, in changes/s (``capacity_changes_per_s``, ``capacity_reached: true``).
+  When no step broke the SLO within ``--max-steps`` the capacity was not reached: ``capacity_reached``
+  is false, ``capacity_changes_per_s`` is None and ``capacity_at_least_changes_per_s`` is the last
+  rate, a lower bound.
 - ``scale`` lives in ``loadtest.cli`` (it needs a fresh set of pods per configuration).
 """
 
@@ -81,7 +84,7 @@ def churn(run: Run) -> dict[str, Any]:
 def stress(run: Run, queue_slo_s: float = 1.0, latency_slo_s: float = 5.0, factor: float = 1.5,
            max_steps: int = 12) -> dict[str, Any]:
     figures: dict[str, Any] = {"initial_convergence_s": _create_initial(run), "steps": []}
-    rate, capacity = run.options.rate, None
+    rate, capacity, reached = run.options.rate, None, False
     for _ in range(max_steps):
         run.set_phase(f"stress {rate:.0f}/s")
         before = run.sampler.scrape()
@@ -100,11 +103,14 @@ def stress(run: Run, queue_slo_s: float = 1.0, latency_slo_s: float = 5.0, facto
                 "latency_p99_s": None if latency_p99 is None else round(latency_p99, 3)}
         figures["steps"].append(step)
         if (queue_p99 or 0) > queue_slo_s or (latency_p99 or 0) > latency_slo_s:
-            step["breaks_slo"] = True
+            step["breaks_slo"] = reached = True
             break
         capacity = step["achieved_changes_per_s"]
         rate *= factor
-    figures["capacity_changes_per_s"] = capacity
+    figures["capacity_reached"] = reached
+    figures["capacity_changes_per_s"] = capacity if reached else None
+    if not reached:  # every step passed: the capacity lies somewhere above the last one
+        figures["capacity_at_least_changes_per_s"] = capacity
     return _finish(run, figures)
 
 

@@ -9,7 +9,8 @@ and does not fail the run. Example (``loadtest/slo.yaml``, the default)::
     overlaps: 0                 # I1 violations
     lost: 0                     # I2 lost updates
     backoff_violations: 0       # I4
-    recovery_s: 60.0            # every fault's time to recover (a fault that never recovered breaks it)
+    recovery_s: 60.0            # every fault's time to recover (a fault that never recovered, or was
+                                # never injected, breaks it)
     unconverged: 0              # changes that never converged (outside invalid objects)
 """
 
@@ -49,15 +50,20 @@ def _figure(results: dict[str, Any], key: str) -> Any:
 
 
 def evaluate(results: dict[str, Any], slo: dict[str, float]) -> list[dict[str, Any]]:
-    """One entry per gate: ``{"gate", "limit", "value", "status": "ok" | "broken" | "unmeasured"}``."""
+    """One entry per gate: ``{"gate", "limit", "value", "status": "ok" | "broken" | "unmeasured"}``, plus
+    ``"reason"`` on a ``recovery_s`` gate broken by a fault that was not injected."""
     verdicts = []
     for gate, limit in slo.items():
         if gate == "recovery_s":
             for fault in results.get("faults", []):
                 value = fault.get("recovery_s")
-                broken = value is None or value > limit
-                verdicts.append({"gate": f"recovery_s[{fault['name']}@{fault['offset_s']}]", "limit": limit,
-                                 "value": value, "status": "broken" if broken else "ok"})
+                injected = fault.get("injected", True)
+                broken = not injected or value is None or value > limit
+                verdict = {"gate": f"recovery_s[{fault['name']}@{fault['offset_s']}]", "limit": limit,
+                           "value": value if injected else None, "status": "broken" if broken else "ok"}
+                if not injected:
+                    verdict["reason"] = f"not injected: {fault.get('detail', '')}"
+                verdicts.append(verdict)
             continue
         value = _figure(results, gate)
         status = "unmeasured" if value is None else ("broken" if value > limit else "ok")

@@ -8,7 +8,9 @@ It reconciles ``LoadObjects`` (``loadobjects.loadtest.shard-operator.dev``): it 
 the shared cache, spends ``$LOADTEST_WORK_S`` seconds (default 0.005) as if doing work, and writes
 ``status.observedGeneration`` with optimistic concurrency. An object with ``spec.invalid: true`` fails
 every reconcile (the "burst of invalid objects" fault): its key must back off, not hot-loop (I4). A
-write refused because the worker's claim was lost (a fenced client) is recorded as ``fenced``.
+write refused because the worker's claim was lost (a fenced client) is recorded as ``fenced``. Each
+reconcile also records whether it sent its status write (``wrote``): one that failed after sending it
+(a reset connection, a timeout) may have changed the object, so the checker does not call it fenced.
 
 Written only against the public API (``Operator``, ``For``, ``Request``, ``Result``, ``ctx.get``,
 ``ctx.client.patch_status``, ``ctx.shard``), so it runs on any version of the library.
@@ -61,7 +63,7 @@ def reconcile(request: Request, ctx: Any) -> Result | None:
     rec = recorder()
     key = f"{request.namespace}/{request.name}" if request.namespace else request.name
     rid = rec.start(key, shard=getattr(ctx, "shard", None), claim=claim_id(getattr(ctx, "claim", None))) if rec else ""
-    outcome, seen = "error", None
+    outcome, seen, wrote = "error", None, False
     try:
         obj = ctx.get(request)
         if obj is None:
@@ -75,18 +77,19 @@ def reconcile(request: Request, ctx: Any) -> Result | None:
             outcome = "noop"
             return None
         try:
+            wrote = True  # from here on the write may reach the API server
             ctx.client.patch_status(RESOURCE, obj, {"observedGeneration": seen})
         except ConflictError:
             outcome = "conflict"
             raise
         except ClaimLostError:  # fenced: the claim was lost before the write, which was not sent
-            outcome = "fenced"
+            outcome, wrote = "fenced", False
             raise
         outcome = "ok"
         return None
     finally:
         if rec:
-            rec.end(rid, key, outcome=outcome, generation=seen)
+            rec.end(rid, key, outcome=outcome, generation=seen, wrote=wrote)
 
 
 operator = Operator(name="loadobjects", reconcile=reconcile, for_=For(RESOURCE, kind=KIND))

@@ -8,8 +8,8 @@ from loadtest.recorder import Span
 
 
 def span(key: str, start: float, end: float | None, *, pid: int = 1, outcome: str = "ok",
-         generation: int | None = 1) -> Span:
-    return Span(f"{pid}-{start}", key, pid, f"shard-{pid}", None, start, end, generation, outcome)
+         generation: int | None = 1, wrote: bool | None = None) -> Span:
+    return Span(f"{pid}-{start}", key, pid, f"shard-{pid}", None, start, end, generation, outcome, wrote)
 
 
 def test_a_clean_run_is_clean() -> None:
@@ -36,6 +36,26 @@ def test_an_overlap_whose_stale_side_was_refused_is_fenced_not_a_violation() -> 
     verdict = check(spans, {"ns/a": Final(1, 1)})
     assert verdict.clean
     assert len(verdict.fenced_overlaps) == 1
+
+
+def test_an_overlap_whose_side_failed_before_sending_any_write_is_fenced() -> None:
+    spans = [span("ns/a", 0.0, 1.0, pid=1, outcome="error", wrote=False), span("ns/a", 0.5, 0.7, pid=2)]
+    verdict = check(spans, {"ns/a": Final(1, 1)})
+    assert verdict.clean and len(verdict.fenced_overlaps) == 1
+    assert verdict.fenced_overlaps[0]["a"]["wrote"] is False
+
+
+def test_an_overlap_whose_side_failed_after_sending_its_write_is_a_violation() -> None:
+    # e.g. the status write landed, then the connection was reset before the answer came back
+    spans = [span("ns/a", 0.0, 1.0, pid=1, outcome="error", wrote=True), span("ns/a", 0.5, 0.7, pid=2)]
+    verdict = check(spans, {"ns/a": Final(1, 1)})
+    assert not verdict.clean and len(verdict.overlaps) == 1 and verdict.fenced_overlaps == []
+
+
+def test_an_overlap_whose_failed_side_did_not_say_whether_it_wrote_is_a_violation() -> None:
+    spans = [span("ns/a", 0.0, 1.0, pid=1, outcome="error"), span("ns/a", 0.5, 0.7, pid=2, outcome="error")]
+    verdict = check(spans, {"ns/a": Final(1, 1)})
+    assert len(verdict.overlaps) == 1 and verdict.fenced_overlaps == []
 
 
 def test_back_to_back_reconciles_touching_at_one_instant_do_not_overlap() -> None:

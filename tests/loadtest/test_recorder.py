@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import fakeredis
 import pytest
 
 from loadtest import recorder as recording
+from loadtest import workload
 from loadtest.recorder import Recorder, read_records, spans
+from shard_operator import Request
+from shard_operator.errors import ClaimLostError
 
 
 def test_a_recorded_reconcile_reads_back_as_one_span_with_its_outcome(tmp_path: Path) -> None:
@@ -75,3 +80,37 @@ def test_a_claim_object_is_recorded_by_a_printable_identity(tmp_path: Path) -> N
     rec.close()
     [found] = spans(read_records(sink))
     assert found.claim == "confirmed@12.500" and found.outcome == "fenced"
+
+
+class _Ctx:
+    """A reconcile context for the sample workload: one object in the cache, a status write that fails."""
+
+    def __init__(self, obj: dict[str, Any], write_error: Exception) -> None:
+        self.obj, self.shard, self.claim = obj, "pod-0-0", None
+
+        def patch_status(resource: object, obj: object, status: object) -> None:
+            raise write_error
+
+        self.client = SimpleNamespace(patch_status=patch_status)
+
+    def get(self, request: object) -> dict[str, Any]:
+        return self.obj
+
+
+@pytest.mark.parametrize(("spec", "write_error", "outcome", "wrote"), [
+    ({"invalid": True}, ConnectionResetError(), "error", False),       # failed before any write
+    ({}, ConnectionResetError("reset after sending"), "error", True),  # failed with its write sent
+    ({}, ClaimLostError("claim lost"), "fenced", False),               # the fenced client never sent it
+], ids=["invalid", "reset", "fenced"])
+def test_the_sample_workload_records_whether_a_failed_reconcile_sent_its_write(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spec: dict[str, Any], write_error: Exception,
+        outcome: str, wrote: bool) -> None:
+    sink = str(tmp_path / "records.jsonl")
+    monkeypatch.setenv(recording.ENV, sink)
+    monkeypatch.setenv("LOADTEST_WORK_S", "0")
+    monkeypatch.setattr(workload, "_recorder", None)
+    obj = {"metadata": {"name": "a", "namespace": "ns", "generation": 2}, "spec": spec, "status": {}}
+    with pytest.raises(Exception):  # noqa: B017 - whatever it raised, the record must say what it sent
+        workload.reconcile(Request(namespace="ns", name="a"), _Ctx(obj, write_error))
+    [found] = spans(read_records(sink))
+    assert (found.outcome, found.wrote) == (outcome, wrote)
