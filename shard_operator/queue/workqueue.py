@@ -110,11 +110,13 @@ class WorkQueue:
 
     def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
                  bucket: TokenBucket | None = None, clock: ManualClock | None = None,
-                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100) -> None:
+                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100,
+                 slot_budget: int = 8192) -> None:
         self.claim_ttl = check_seconds("claim_ttl", claim_ttl)
         self.max_wait = check_seconds("max_wait", max_wait)
         self.promote_limit = check_count("promote_limit", promote_limit)
         self.chunk = check_count("chunk", chunk)
+        self.slot_budget = check_count("slot_budget", slot_budget)
         self.client, self.keys, self.clock = client, keys, check_clock(clock)
         enabled = bucket is not None and bucket.enabled
         self._qps = repr(float(bucket.qps)) if enabled and bucket is not None and bucket.qps else "0"
@@ -132,6 +134,7 @@ class WorkQueue:
             self._len = client.register_script(scripts.LEN)
             self._rebalance = client.register_script(scripts.REBALANCE)
             self._rebalance_step = client.register_script(scripts.REBALANCE_STEP)
+            self._slots_step = client.register_script(scripts.SLOTS_STEP)
             self._release_owner = client.register_script(scripts.RELEASE_OWNER)
         self._shutting_down = False
         self._outstanding: set[tuple[str, str]] = set()  # (key, token) of handed-out items
@@ -195,14 +198,39 @@ class WorkQueue:
             return int(self._reap(self._route, self._args(str(check_count("limit", limit)))))
 
     def rebalance(self, member_ttl: float, steps: int | None = None) -> Rebalance:
-        """Drop members silent for ``member_ttl`` seconds, publish the live ones as the ring (next epoch
-        if they changed), then move each queued key whose shard changed, ``chunk`` entries per script
-        call. The ring is published first: meanwhile ``add`` routes by it and ``get`` moves a key it
-        finds in the wrong list. Interrupted (or cut at ``steps`` chunks), the next call (any process)
-        finishes the move; idempotent, and a key is never lost or duplicated."""
+        """Drop members silent for ``member_ttl`` seconds; if the live ones differ from the ring, build
+        their slot table and publish it with the ring (next epoch), then move each queued key whose
+        shard changed, ``chunk`` entries per script call. Until the table is published every script
+        routes by the old one; from then on ``add`` routes by the new one and ``get`` moves a key it
+        finds in the wrong list. Interrupted (or cut at ``steps`` move chunks), the next call (any
+        process) goes on; idempotent, and a key is never lost or duplicated."""
         with scripts.redis_errors():
-            epoch, changed = self._rebalance(self._route, self._args(repr(check_seconds("member_ttl", member_ttl))))
-        return Rebalance(int(epoch), self.finish_rebalance(steps), bool(changed))
+            before, after, _ = self._rebalance(self._route,
+                                               self._args(repr(check_seconds("member_ttl", member_ttl))))
+        published = self.build_slots()
+        moved = self.finish_rebalance(steps)
+        epoch = published if published is not None else int(after)
+        return Rebalance(epoch, moved, epoch != int(before))
+
+    def build_slots(self, steps: int | None = None, per_trip: int = 16) -> int | None:
+        """Build the slot table of a ring ``rebalance`` started, up to ``steps`` script calls (None: to
+        the end), ``per_trip`` calls pipelined per round trip; each computes about ``slot_budget``
+        scores. Returns the epoch if the table was published, else None."""
+        done, published, calls = 0, None, 1  # the first call tells how many slots one call builds
+        while steps is None or done < steps:
+            calls = calls if steps is None else min(calls, steps - done)
+            with scripts.redis_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for _ in range(calls):
+                    self._slots_step(self._route, self._args(str(self.slot_budget)), client=pipe)
+                replies = pipe.execute()
+            done += calls
+            published = max([int(reply[1]) for reply in replies if int(reply[1])], default=published)
+            left, built = int(replies[-1][0]), int(replies[-1][2])
+            if not left:
+                break
+            calls = max(1, min(per_trip, -(-left // max(built, 1))))
+        return published
 
     def finish_rebalance(self, steps: int | None = None) -> int:
         """Run up to ``steps`` (None: all) chunks of a published rebalance; returns how many keys moved."""
