@@ -45,7 +45,8 @@ from shard_operator.queue.hashing import LUA_HRW
 from shard_operator.storage import redis_errors
 
 __all__ = [
-    "ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "REBALANCE_STEP", "RELEASE_OWNER",
+    "ADD", "ADD_AFTER", "BATCH", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "REBALANCE_STEP",
+    "RELEASE_OWNER",
     "RENEW", "SLOTS_STEP", "redis_errors",
 ]
 
@@ -146,6 +147,79 @@ local function take(shard, owner, ttl, qps, burst, limit)
   end
   return idle(now, shard)
 end
+"""
+
+# ARGV: prefix, time, shard, owner, ttl, qps (0 = no bucket), burst, promote limit, n, hash count h,
+# h hashes, then (key, token, forget 0/1) per item to release -> {{released 1/0 per item}, {count, code,
+# wait hint, now, deadline, key, token, enqueued_at, key, token, enqueued_at, ...}}. Releases each item as
+# DONE does (forgetting it in the hashes when its flag is 1 and its claim was held), then claims up to
+# ``n`` ready keys of the shard, each exactly as GET would (dedup, route check, claim with a deadline,
+# the bucket's tokens: at most as many keys as whole tokens), in one script: a batch costs one call.
+# code: 0 (nothing or claimed), 2 (the bucket is empty; wait is the time to the next token).
+BATCH = _COMMON + """
+local n, nhashes = tonumber(ARGV[9]), tonumber(ARGV[10])
+local released = {}
+for i = 11 + nhashes, #ARGV, 3 do
+  local key, token = ARGV[i], ARGV[i + 1]
+  local ok = release(key, token)
+  if ok == 1 and ARGV[i + 2] == '1' then
+    for h = 11, 10 + nhashes do redis.call('HDEL', ARGV[h], key) end
+  end
+  released[#released + 1] = ok
+end
+if n < 1 then return {released, {0, 0, '-1', '', ''}} end
+local shard, owner, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local qps, burst, limit = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local now = clock_now()
+promote(now, limit)
+local list = K_ready(shard)
+local function none(code, wait) return {released, {0, code, num(wait), num(now), ''}} end
+local function rest()  -- nothing to claim: idle's wait hint (the earliest delayed key, or -1)
+  return {released, {0, 0, idle(now, shard)[6], num(now), ''}}
+end
+if redis.call('LLEN', list) == 0 then return rest() end
+local tokens = nil
+if qps > 0 then
+  local bucket = redis.call('HMGET', K_bucket, 'tokens', 'stamp')
+  local stamp = tonumber(bucket[2]) or now
+  tokens = math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, now - stamp) * qps)
+  redis.call('HSET', K_bucket, 'tokens', num(tokens), 'stamp', num(now))
+  if tokens < 1 then return none(2, (1 - tokens) / qps) end
+  n = math.min(n, math.floor(tokens))
+end
+local deadline = num(now + ttl)
+local out = {0, 0, '0', num(now), deadline}
+local got, skipped = 0, 0
+while got < n do
+  local key = redis.call('LINDEX', list, 0)
+  if not key then break end
+  local added = redis.call('HGET', K_dirty, key)
+  local queued = added and redis.call('HEXISTS', K_processing, key) == 0
+  if queued and route(key) ~= shard then
+    enqueue(key)  -- the ring changed and the rebalance has not reached this entry yet: move it
+    queued = false
+  end
+  if queued then
+    local token = owner .. ':' .. redis.call('INCR', K_seq)
+    redis.call('ZADD', K_deadlines, deadline, key)
+    redis.call('HSET', K_processing, key, token)
+    redis.call('LPOP', list)
+    redis.call('HDEL', K_dirty, key)
+    got = got + 1
+    out[#out + 1], out[#out + 2], out[#out + 3] = key, token, added
+  else
+    redis.call('LPOP', list)
+    skipped = skipped + 1
+    if skipped >= limit then break end  -- bounded: the caller asks again at once
+  end
+end
+if tokens and got > 0 then redis.call('HSET', K_bucket, 'tokens', num(tokens - got)) end
+if redis.call('LLEN', list) == 0 then
+  redis.call('DEL', K_notify(shard))
+  if got == 0 and skipped < limit then return rest() end
+end
+out[1] = got
+return {released, out}
 """
 
 # ARGV: prefix, time, key... -> how many keys became dirty.
@@ -293,7 +367,7 @@ return {before, epoch, building and 1 or 0}
 # ARGV: prefix, time, budget -> {slots left to build (0: none), the new epoch if this call published
 # it else 0, slots built by this call}. Builds the next chunk of K_slots_next (in slot order: its length
 # is the cursor) for the ring in K_ring_next, computing about ``budget`` rendezvous scores at most
-# (at least one slot), at most 4096 slots; the call that completes it publishes it. A slot whose shard
+# (at least one slot), at most 1024 slots; the call that completes it publishes it. A slot whose shard
 # under the current table is still live keeps it unless a joining shard outscores it (1 + joined
 # scores); any other slot is picked over the whole new ring. Both give exactly the rendezvous winner,
 # so the table equals a full rebuild's.
@@ -309,7 +383,7 @@ if recorded then for id in string.gmatch(recorded, '%S+') do was[id] = true end 
 for _, e in ipairs(ring) do if not was[e[1]] then added[#added + 1] = e end end
 local budget = tonumber(ARGV[3])
 local per_slot = (#ring == 1 and 1) or (recorded and #added + 1) or #ring
-local count = math.min(SLOTS - start, 4096, math.max(1, math.floor(budget / per_slot)))
+local count = math.min(SLOTS - start, 1024, math.max(1, math.floor(budget / per_slot)))
 local fields, out, work = {}, {}, 0
 for i = 1, count do fields[i] = slot_field(start + i - 1) end
 local owners = (recorded and count > 0) and redis.call('HMGET', K_slots, unpack(fields)) or {}

@@ -57,7 +57,7 @@ def test_a_slot_build_cut_at_any_step_or_restarted_by_another_change_ends_in_the
     queue = WorkQueue(client, keys, clock=clock, slot_budget=3000)
     Membership(client, keys, "s2", clock=clock).heartbeat()
     queue._rebalance(queue._route, queue._args("60.0"))
-    assert queue.build_slots(steps=2) is None, "3000 scores a call: a join of one shard takes 11 calls"
+    assert queue.build_slots(steps=2) is None, "1024 slots a call at most: a join takes 16 calls"
     assert ring(client, keys) == ["s0", "s1"], "the ring changes only with its table"
     assert stored_table(client, keys) == slot_table(["s0", "s1"])
     Membership(client, keys, "s3", clock=clock).heartbeat()  # the ring changes again mid-build: restarted
