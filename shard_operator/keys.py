@@ -21,6 +21,11 @@ The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`K
     :members           ZSET  shard id -> last heartbeat
     :ring              LIST  the live shard ids of the current epoch, sorted
     :epoch             STRING the ring's epoch, bumped on every change
+    :slots             HASH  slot (0..16383, decimal) -> shard id under the current ring: the routing
+                             table every script reads (absent while the ring is empty)
+    :ring-next         LIST  the live shard ids of the next ring, while its slot table is built
+    :slots-next        HASH  the slot table being built for :ring-next, filled in slot order; it
+                             replaces :slots (and :ring-next the ring) when all 16,384 slots are in
     :rebalancing       HASH  list ('' = pending, else a shard id) -> entries a rebalance still has to scan
     :cache-marker      STRING written by the leader before its informers fill the cache; its
                        absence means Redis lost its data, and the leader relists
@@ -79,6 +84,9 @@ QUEUE_TEMPLATES: dict[str, str] = {
     "members": "members",
     "ring": "ring",
     "epoch": "epoch",
+    "slots": "slots",
+    "ring_next": "ring-next",
+    "slots_next": "slots-next",
     "rebalancing": "rebalancing",
     "cache_marker": "cache-marker",
     "job_index": "jobs:{key}",
@@ -205,6 +213,18 @@ class Keys:
     @property
     def epoch(self) -> str:
         return self._key("epoch")
+
+    @property
+    def slots(self) -> str:
+        return self._key("slots")
+
+    @property
+    def ring_next(self) -> str:
+        return self._key("ring_next")
+
+    @property
+    def slots_next(self) -> str:
+        return self._key("slots_next")
 
     @property
     def rebalancing(self) -> str:

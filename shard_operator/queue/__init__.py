@@ -3,8 +3,8 @@
 ``WorkQueue`` (add / get / done / renew / reap_expired / shut_down) → ``DelayingQueue`` (+ add_after)
 → ``RateLimitingQueue`` (+ add_rate_limited / forget / num_requeues), with the retry policy a
 separate ``RateLimiter`` and the global ``TokenBucket`` taken when a key is handed out. The queue
-also owns the scripts that move keys between shards (``WorkQueue.rebalance``) and the hash that
-routes them (:mod:`.hashing`); time is the Redis server's (:mod:`shard_operator.clock`).
+also owns the scripts that move keys between shards (``WorkQueue.rebalance``) and the slot table
+that routes them (:mod:`.hashing`); time is the Redis server's (:mod:`shard_operator.clock`).
 """
 
 from shard_operator.clock import ManualClock

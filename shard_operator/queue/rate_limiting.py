@@ -8,6 +8,7 @@ Retry-After), ``done(item, forget=True)`` on success and ``add_after`` for ``req
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import redis
 
@@ -84,6 +85,30 @@ class RateLimitingQueue(DelayingQueue):
                 return following
             return self.get(item.shard, item.owner, timeout)
         return self._release_and_get(item, timeout, in_script or ())
+
+    def done_batch(self, items: Sequence[Item], *, forget: Sequence[bool] | bool = False) -> list[bool]:
+        """Release every item in one trip; ``forget`` (one flag, or one per item) also resets the failures
+        of each flagged key whose claim was held. Returns per item whether its claim was held."""
+        return self.done_batch_and_claim(items, "", "", 0, forget=forget)[0]
+
+    def done_batch_and_claim(self, items: Sequence[Item], shard: str, owner: str, n: int,
+                             timeout: float | None = 0.0, *,
+                             forget: Sequence[bool] | bool = False) -> tuple[list[bool], list[Item]]:
+        """``done_batch(items, forget=forget)`` then ``claim_batch(shard, owner, n, timeout)``, one trip
+        when the limiter's state is Redis hashes of this queue (else its ``forget`` follows per key)."""
+        flags = [forget] * len(items) if isinstance(forget, bool) else list(forget)
+        if len(flags) != len(items):
+            raise ValueError("forget needs one flag per item")
+        if n > 0 and self.shutting_down:
+            self.done_batch(items, forget=flags)
+            raise ShutDownError("the work queue is shut down")
+        in_script = self._hashes_to_forget() if any(flags) else ()
+        released, claimed = self._batch_and_claim(items, flags, in_script or (), shard, owner, n, timeout)
+        if in_script is None:
+            for item, flag, held in zip(items, flags, released, strict=True):
+                if flag and held:
+                    self.rate_limiter.forget(item.key)
+        return released, claimed
 
     def _hashes_to_forget(self) -> tuple[str, ...] | None:
         """The hashes the release script clears for a forget, or None if only ``rate_limiter.forget`` can."""

@@ -2,11 +2,12 @@
 
 Each queue operation is one script, so a key's dirty mark, its place in a ready list, its claim and
 its deadline always change together, and each operation costs one round trip. The scripts route a
-key to its shard themselves (:data:`~shard_operator.queue.hashing.LUA_HRW` over the ring stored in
-Redis), so a key is always pushed to the shard of the *current* ring without an epoch handshake.
-REBALANCE and REBALANCE_STEP, which publish the ring and move queued keys between ready lists, are
-here too: every script that writes the lists is in this module, so the invariant below is kept in
-one place.
+key to its shard themselves: the key's slot (:data:`~shard_operator.queue.hashing.LUA_HRW`) and one
+``HGET`` of the slot table stored in Redis, whatever the number of shards, so a key is always pushed
+to the shard of the *current* ring without an epoch handshake. REBALANCE, SLOTS_STEP and
+REBALANCE_STEP, which build the next ring's slot table, publish it with the ring, and move queued keys
+between ready lists, are here too: every script that writes the lists is in this module, so the
+invariant below is kept in one place.
 
 Every script gets the key prefix (:attr:`Keys.script_prefix`) as ``ARGV[1]`` and names its keys
 with the functions :func:`~shard_operator.keys.lua_names` generates from the Python templates
@@ -18,11 +19,13 @@ Invariant the scripts keep: a key sits in exactly one ready list (or the pending
 if it is dirty and not processing. A delayed key is neither until it is promoted.
 
 No script scales with the whole keyspace (a script blocks every other Redis client): ADD takes a
-chunk of keys per call, REBALANCE publishes the ring and REBALANCE_STEP moves queued keys one chunk
-of one list at a time, RELEASE_OWNER walks the claims with an HSCAN cursor, and GET skips or moves a
+chunk of keys per call, SLOTS_STEP builds the next slot table a bounded number of rendezvous scores
+per call and publishes it with the ring in the call that completes it, REBALANCE_STEP moves queued
+keys one chunk of one list at a time, RELEASE_OWNER walks the claims with an HSCAN cursor, and GET skips or moves a
 bounded number of entries. The invariant holds between any two calls: a step pops entries off a
 list's head only after pushing each, once, to the list of its shard under the current ring (or back
-to the same list's tail); no step creates or drops an entry, or changes a dirty mark or a claim. An
+to the same list's tail); no step creates or drops an entry, or changes a dirty mark or a claim. Ring
+and table change together in one call, so what ``enqueue`` and ``take`` route by is always one table. An
 interrupted rebalance leaves keys in lists of their former shards, counted in K_rebalancing: the next
 REBALANCE (or any REBALANCE_STEP) goes on, and GET moves such a key to its shard rather than handing
 it out, so a worker never processes another shard's key.
@@ -42,15 +45,24 @@ from shard_operator.queue.hashing import LUA_HRW
 from shard_operator.storage import redis_errors
 
 __all__ = [
-    "ADD", "ADD_AFTER", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "REBALANCE_STEP", "RELEASE_OWNER",
-    "RENEW", "redis_errors",
+    "ADD", "ADD_AFTER", "BATCH", "DONE", "DONE_AND_GET", "GET", "LEN", "REAP", "REBALANCE", "REBALANCE_STEP",
+    "RELEASE_OWNER",
+    "RENEW", "SLOTS_STEP", "redis_errors",
 ]
 
 _COMMON = LUA_HRW + lua_names(QUEUE_TEMPLATES) + LUA_NOW + """
-local RING = nil
+local ROUTES = {}  -- slot -> shard (false: no live shard), read once per script call
+local function route(key)
+  local slot = slot_of(key)
+  local shard = ROUTES[slot]
+  if shard == nil then
+    shard = redis.call('HGET', K_slots, slot_field(slot))  -- false when the ring is empty
+    ROUTES[slot] = shard
+  end
+  return shard
+end
 local function enqueue(key)
-  if RING == nil then RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1)) end
-  local shard = hrw_pick(RING, key)
+  local shard = route(key)
   if not shard then redis.call('RPUSH', K_pending, key) return end
   if redis.call('RPUSH', K_ready(shard), key) == 1 then
     local wake = K_notify(shard)
@@ -112,8 +124,7 @@ local function take(shard, owner, ttl, qps, burst, limit)
     local added = redis.call('HGET', K_dirty, key)
     local queued = added and redis.call('HEXISTS', K_processing, key) == 0
     if queued then
-      if RING == nil then RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1)) end
-      if hrw_pick(RING, key) ~= shard then
+      if route(key) ~= shard then
         -- The ring changed and the rebalance has not reached this entry yet: move it, never hand it out.
         enqueue(key)
         queued = false
@@ -136,6 +147,79 @@ local function take(shard, owner, ttl, qps, burst, limit)
   end
   return idle(now, shard)
 end
+"""
+
+# ARGV: prefix, time, shard, owner, ttl, qps (0 = no bucket), burst, promote limit, n, hash count h,
+# h hashes, then (key, token, forget 0/1) per item to release -> {{released 1/0 per item}, {count, code,
+# wait hint, now, deadline, key, token, enqueued_at, key, token, enqueued_at, ...}}. Releases each item as
+# DONE does (forgetting it in the hashes when its flag is 1 and its claim was held), then claims up to
+# ``n`` ready keys of the shard, each exactly as GET would (dedup, route check, claim with a deadline,
+# the bucket's tokens: at most as many keys as whole tokens), in one script: a batch costs one call.
+# code: 0 (nothing or claimed), 2 (the bucket is empty; wait is the time to the next token).
+BATCH = _COMMON + """
+local n, nhashes = tonumber(ARGV[9]), tonumber(ARGV[10])
+local released = {}
+for i = 11 + nhashes, #ARGV, 3 do
+  local key, token = ARGV[i], ARGV[i + 1]
+  local ok = release(key, token)
+  if ok == 1 and ARGV[i + 2] == '1' then
+    for h = 11, 10 + nhashes do redis.call('HDEL', ARGV[h], key) end
+  end
+  released[#released + 1] = ok
+end
+if n < 1 then return {released, {0, 0, '-1', '', ''}} end
+local shard, owner, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local qps, burst, limit = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local now = clock_now()
+promote(now, limit)
+local list = K_ready(shard)
+local function none(code, wait) return {released, {0, code, num(wait), num(now), ''}} end
+local function rest()  -- nothing to claim: idle's wait hint (the earliest delayed key, or -1)
+  return {released, {0, 0, idle(now, shard)[6], num(now), ''}}
+end
+if redis.call('LLEN', list) == 0 then return rest() end
+local tokens = nil
+if qps > 0 then
+  local bucket = redis.call('HMGET', K_bucket, 'tokens', 'stamp')
+  local stamp = tonumber(bucket[2]) or now
+  tokens = math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, now - stamp) * qps)
+  redis.call('HSET', K_bucket, 'tokens', num(tokens), 'stamp', num(now))
+  if tokens < 1 then return none(2, (1 - tokens) / qps) end
+  n = math.min(n, math.floor(tokens))
+end
+local deadline = num(now + ttl)
+local out = {0, 0, '0', num(now), deadline}
+local got, skipped = 0, 0
+while got < n do
+  local key = redis.call('LINDEX', list, 0)
+  if not key then break end
+  local added = redis.call('HGET', K_dirty, key)
+  local queued = added and redis.call('HEXISTS', K_processing, key) == 0
+  if queued and route(key) ~= shard then
+    enqueue(key)  -- the ring changed and the rebalance has not reached this entry yet: move it
+    queued = false
+  end
+  if queued then
+    local token = owner .. ':' .. redis.call('INCR', K_seq)
+    redis.call('ZADD', K_deadlines, deadline, key)
+    redis.call('HSET', K_processing, key, token)
+    redis.call('LPOP', list)
+    redis.call('HDEL', K_dirty, key)
+    got = got + 1
+    out[#out + 1], out[#out + 2], out[#out + 3] = key, token, added
+  else
+    redis.call('LPOP', list)
+    skipped = skipped + 1
+    if skipped >= limit then break end  -- bounded: the caller asks again at once
+  end
+end
+if tokens and got > 0 then redis.call('HSET', K_bucket, 'tokens', num(tokens - got)) end
+if redis.call('LLEN', list) == 0 then
+  redis.call('DEL', K_notify(shard))
+  if got == 0 and skipped < limit then return rest() end
+end
+out[1] = got
+return {released, out}
 """
 
 # ARGV: prefix, time, key... -> how many keys became dirty.
@@ -215,36 +299,123 @@ end
 return n
 """
 
-# ARGV: prefix, time, member ttl -> {epoch, 1 if the ring changed}. Prunes members whose heartbeat is
-# older than the ttl and, if the live ones changed, publishes them as the ring with the next epoch and
-# records every list that may now hold keys of another shard in K_rebalancing (list -> entries to
-# scan): the old ring's lists, lists an unfinished rebalance left, and the pending list once a shard
-# lives. REBALANCE_STEP then moves the keys in bounded chunks; meanwhile ``enqueue`` already routes
-# by the new ring and ``take`` moves a key it finds in the wrong list instead of handing it out.
-REBALANCE = _COMMON + """
+# Shared by the ring scripts. ``publish(live)`` makes ``live`` the ring together with the slot table
+# built for it in K_slots_next (none for an empty ring), bumps the epoch, and records every list that
+# may now hold keys of another shard in K_rebalancing (list -> entries to scan): the old ring's lists,
+# lists an unfinished rebalance left, and the pending list once a shard lives. REBALANCE_STEP then
+# moves those keys in bounded chunks. The table records the ring it was built for (field 'ring'), so
+# the next build is computed against exactly that table whatever happened to K_ring.
+_RING = _COMMON + """
 local unpack = unpack or table.unpack  -- Lua 5.1 (Redis) or 5.4 (fakeredis)
-local now, ttl = clock_now(), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', K_members, '-inf', '(' .. num(now - ttl))
-local live = redis.call('ZRANGE', K_members, 0, -1)
-table.sort(live)
-local old = redis.call('LRANGE', K_ring, 0, -1)
-local epoch = tonumber(redis.call('GET', K_epoch) or '0')
-local same = #old == #live
-if same then for i = 1, #old do if old[i] ~= live[i] then same = false break end end end
 local function scan(field)
   local list = field == '' and K_pending or K_ready(field)
   local n = redis.call('LLEN', list)
   if n > 0 then redis.call('HSET', K_rebalancing, field, n) else redis.call('HDEL', K_rebalancing, field) end
 end
-if not same then
+local function same_ids(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+local function publish(live)
   for _, field in ipairs(redis.call('HKEYS', K_rebalancing)) do scan(field) end
-  for _, shard in ipairs(old) do scan(shard) end
+  for _, shard in ipairs(redis.call('LRANGE', K_ring, 0, -1)) do scan(shard) end
+  if #live > 0 then
+    redis.call('HSET', K_slots_next, 'ring', table.concat(live, ' '))
+    redis.call('RENAME', K_slots_next, K_slots)
+  else
+    redis.call('DEL', K_slots, K_slots_next)
+  end
   redis.call('DEL', K_ring)
   if #live > 0 then redis.call('RPUSH', K_ring, unpack(live)) end
-  epoch = redis.call('INCR', K_epoch)
+  redis.call('DEL', K_ring_next)
+  local epoch = redis.call('INCR', K_epoch)
+  if #live > 0 and redis.call('HEXISTS', K_rebalancing, '') == 0 then scan('') end
+  return epoch
 end
-if #live > 0 and redis.call('HEXISTS', K_rebalancing, '') == 0 then scan('') end
-return {epoch, same and 0 or 1}
+"""
+
+# ARGV: prefix, time, member ttl -> {epoch before, epoch after, 1 if a new ring's slot table is being
+# built}. Prunes members whose heartbeat is older than the ttl; if the live ones differ from the ring
+# (or from the ring being built), starts building the slot table of the live ones (K_ring_next;
+# SLOTS_STEP builds it in chunks and publishes it). Until then every script routes by the current
+# table, so ring and table change together, atomically. An empty live set is published at once.
+REBALANCE = _RING + """
+local now, ttl = clock_now(), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', K_members, '-inf', '(' .. num(now - ttl))
+local live = redis.call('ZRANGE', K_members, 0, -1)
+table.sort(live)
+local ring = redis.call('LRANGE', K_ring, 0, -1)
+local before = tonumber(redis.call('GET', K_epoch) or '0')
+local epoch = before
+local building = redis.call('EXISTS', K_ring_next) == 1
+local target = building and redis.call('LRANGE', K_ring_next, 0, -1) or ring
+if not same_ids(live, target) then
+  redis.call('DEL', K_ring_next, K_slots_next)
+  building = false
+  if not same_ids(live, ring) then
+    if #live == 0 then epoch = publish(live) else
+      redis.call('RPUSH', K_ring_next, unpack(live))
+      building = true
+    end
+  end
+end
+if redis.call('EXISTS', K_slots) == 1 and redis.call('HEXISTS', K_rebalancing, '') == 0 then scan('') end
+return {before, epoch, building and 1 or 0}
+"""
+
+# ARGV: prefix, time, budget -> {slots left to build (0: none), the new epoch if this call published
+# it else 0, slots built by this call}. Builds the next chunk of K_slots_next (in slot order: its length
+# is the cursor) for the ring in K_ring_next, computing about ``budget`` rendezvous scores at most
+# (at least one slot), at most 1024 slots; the call that completes it publishes it. A slot whose shard
+# under the current table is still live keeps it unless a joining shard outscores it (1 + joined
+# scores); any other slot is picked over the whole new ring. Both give exactly the rendezvous winner,
+# so the table equals a full rebuild's.
+SLOTS_STEP = _RING + """
+if redis.call('EXISTS', K_ring_next) == 0 then return {0, 0, 0} end
+local target = redis.call('LRANGE', K_ring_next, 0, -1)
+local start = redis.call('HLEN', K_slots_next)
+local ring = hrw_ring(target)
+local entry, was, added = {}, {}, {}
+for _, e in ipairs(ring) do entry[e[1]] = e end
+local recorded = redis.call('HGET', K_slots, 'ring')
+if recorded then for id in string.gmatch(recorded, '%S+') do was[id] = true end end
+for _, e in ipairs(ring) do if not was[e[1]] then added[#added + 1] = e end end
+local budget = tonumber(ARGV[3])
+local per_slot = (#ring == 1 and 1) or (recorded and #added + 1) or #ring
+local count = math.min(SLOTS - start, 1024, math.max(1, math.floor(budget / per_slot)))
+local fields, out, work = {}, {}, 0
+for i = 1, count do fields[i] = slot_field(start + i - 1) end
+local owners = (recorded and count > 0) and redis.call('HMGET', K_slots, unpack(fields)) or {}
+for i = 1, count do
+  local slot, owner, best = start + i - 1, owners[i], nil
+  if #ring == 1 then
+    best = target[1]
+    work = work + 1
+  elseif owner and entry[owner] then
+    best = owner
+    if #added > 0 then
+      local best_score = hrw_score(entry[owner], slot)
+      for _, e in ipairs(added) do
+        local sc = hrw_score(e, slot)
+        if sc > best_score or (sc == best_score and e[1] > best) then best, best_score = e[1], sc end
+      end
+    end
+    work = work + 1 + #added
+  else
+    best = hrw_pick(ring, slot)
+    work = work + #ring
+  end
+  out[#out + 1] = fields[i]
+  out[#out + 1] = best
+  if work >= budget then break end
+end
+for first = 1, #out, 2048 do  -- at most 2048 arguments per command: Lua 5.1's unpack stops near 8000
+  redis.call('HSET', K_slots_next, unpack(out, first, math.min(first + 2047, #out)))
+end
+local built = start + math.floor(#out / 2)
+if built < SLOTS then return {SLOTS - built, 0, built - start} end
+return {0, publish(target), built - start}
 """
 
 # ARGV: prefix, time, chunk -> {moved keys, lists left to scan}. Scans up to ``chunk`` entries from the
@@ -260,10 +431,9 @@ local list = field == '' and K_pending or K_ready(field)
 local remaining = tonumber(redis.call('HGET', K_rebalancing, field))
 local n = math.min(tonumber(ARGV[3]), remaining, redis.call('LLEN', list))
 local keys = n > 0 and redis.call('LRANGE', list, 0, n - 1) or {}
-RING = hrw_ring(redis.call('LRANGE', K_ring, 0, -1))
 local keep, out, order, moved = {}, {}, {}, 0
 for _, key in ipairs(keys) do
-  local dest = hrw_pick(RING, key) or ''  -- '': no live shard, the pending list
+  local dest = route(key) or ''  -- '': no live shard, the pending list
   if dest == field then keep[#keep + 1] = key else
     if not out[dest] then out[dest] = {} order[#order + 1] = dest end
     table.insert(out[dest], key)

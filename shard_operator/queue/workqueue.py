@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -110,11 +110,13 @@ class WorkQueue:
 
     def __init__(self, client: redis.Redis, keys: Keys, *, claim_ttl: float = 30.0,
                  bucket: TokenBucket | None = None, clock: ManualClock | None = None,
-                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100) -> None:
+                 max_wait: float = 0.25, promote_limit: int = 100, chunk: int = 100,
+                 slot_budget: int = 2048) -> None:
         self.claim_ttl = check_seconds("claim_ttl", claim_ttl)
         self.max_wait = check_seconds("max_wait", max_wait)
         self.promote_limit = check_count("promote_limit", promote_limit)
         self.chunk = check_count("chunk", chunk)
+        self.slot_budget = check_count("slot_budget", slot_budget)
         self.client, self.keys, self.clock = client, keys, check_clock(clock)
         enabled = bucket is not None and bucket.enabled
         self._qps = repr(float(bucket.qps)) if enabled and bucket is not None and bucket.qps else "0"
@@ -127,11 +129,13 @@ class WorkQueue:
             self._get = client.register_script(scripts.GET)
             self._done = client.register_script(scripts.DONE)
             self._done_and_get = client.register_script(scripts.DONE_AND_GET)
+            self._batch = client.register_script(scripts.BATCH)
             self._renew = client.register_script(scripts.RENEW)
             self._reap = client.register_script(scripts.REAP)
             self._len = client.register_script(scripts.LEN)
             self._rebalance = client.register_script(scripts.REBALANCE)
             self._rebalance_step = client.register_script(scripts.REBALANCE_STEP)
+            self._slots_step = client.register_script(scripts.SLOTS_STEP)
             self._release_owner = client.register_script(scripts.RELEASE_OWNER)
         self._shutting_down = False
         self._outstanding: set[tuple[str, str]] = set()  # (key, token) of handed-out items
@@ -175,6 +179,32 @@ class WorkQueue:
         """Release ``item``'s claim; see the class contract."""
         self._release(item, ())
 
+    def claim_batch(self, shard: str, owner: str, n: int, timeout: float | None = 0.0) -> list[Item]:
+        """Claim up to ``n`` ready keys of ``shard`` for ``owner`` in one script call; [] when none came
+        within ``timeout`` (as ``get``).
+
+        Each key is claimed exactly as ``get`` claims one (I1-I4 hold per key as for ``get``): only a
+        dirty key that is not being processed is handed out, to one claim (own token, deadline = now +
+        ``claim_ttl``), after due delayed keys are promoted; a key found in another shard's list is
+        moved there, not handed out; the token bucket gives at most as many keys as it has whole tokens
+        (one per key, as ``get`` takes). Nothing about a key changes because it came in a batch: each
+        item is renewed, released and reaped on its own, so a dead owner's batch is released by
+        ``release_owner`` or reaped after its deadline like single claims.
+        """
+        check_count("n", n)
+        return self._batch_and_claim([], [], (), shard, owner, n, timeout)[1]
+
+    def done_batch(self, items: Sequence[Item]) -> list[bool]:
+        """Release every item's claim in one script call (each as ``done``: a key added meanwhile is
+        queued again to its current shard); returns per item whether its claim was still held (a lost
+        claim changes nothing, and raises nothing here)."""
+        return self._batch_and_claim(items, [False] * len(items), (), "", "", 0, 0)[0]
+
+    def done_batch_and_claim(self, items: Sequence[Item], shard: str, owner: str, n: int,
+                             timeout: float | None = 0.0) -> tuple[list[bool], list[Item]]:
+        """``done_batch(items)`` then ``claim_batch(shard, owner, n, timeout)``, the first try in one trip."""
+        return self._batch_and_claim(items, [False] * len(items), (), shard, owner, n, timeout)
+
     def done_and_get(self, item: Item, timeout: float | None = 0.0) -> Item | None:
         """``done(item)`` then ``get(item.shard, item.owner, timeout)``, the first try in one trip."""
         return self._release_and_get(item, timeout, ())
@@ -195,14 +225,39 @@ class WorkQueue:
             return int(self._reap(self._route, self._args(str(check_count("limit", limit)))))
 
     def rebalance(self, member_ttl: float, steps: int | None = None) -> Rebalance:
-        """Drop members silent for ``member_ttl`` seconds, publish the live ones as the ring (next epoch
-        if they changed), then move each queued key whose shard changed, ``chunk`` entries per script
-        call. The ring is published first: meanwhile ``add`` routes by it and ``get`` moves a key it
-        finds in the wrong list. Interrupted (or cut at ``steps`` chunks), the next call (any process)
-        finishes the move; idempotent, and a key is never lost or duplicated."""
+        """Drop members silent for ``member_ttl`` seconds; if the live ones differ from the ring, build
+        their slot table and publish it with the ring (next epoch), then move each queued key whose
+        shard changed, ``chunk`` entries per script call. Until the table is published every script
+        routes by the old one; from then on ``add`` routes by the new one and ``get`` moves a key it
+        finds in the wrong list. Interrupted (or cut at ``steps`` move chunks), the next call (any
+        process) goes on; idempotent, and a key is never lost or duplicated."""
         with scripts.redis_errors():
-            epoch, changed = self._rebalance(self._route, self._args(repr(check_seconds("member_ttl", member_ttl))))
-        return Rebalance(int(epoch), self.finish_rebalance(steps), bool(changed))
+            before, after, _ = self._rebalance(self._route,
+                                               self._args(repr(check_seconds("member_ttl", member_ttl))))
+        published = self.build_slots()
+        moved = self.finish_rebalance(steps)
+        epoch = published if published is not None else int(after)
+        return Rebalance(epoch, moved, epoch != int(before))
+
+    def build_slots(self, steps: int | None = None, per_trip: int = 16) -> int | None:
+        """Build the slot table of a ring ``rebalance`` started, up to ``steps`` script calls (None: to
+        the end), ``per_trip`` calls pipelined per round trip; each computes about ``slot_budget``
+        scores. Returns the epoch if the table was published, else None."""
+        done, published, calls = 0, None, 1  # the first call tells how many slots one call builds
+        while steps is None or done < steps:
+            calls = calls if steps is None else min(calls, steps - done)
+            with scripts.redis_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for _ in range(calls):
+                    self._slots_step(self._route, self._args(str(self.slot_budget)), client=pipe)
+                replies = pipe.execute()
+            done += calls
+            published = max([int(reply[1]) for reply in replies if int(reply[1])], default=published)
+            left, built = int(replies[-1][0]), int(replies[-1][2])
+            if not left:
+                break
+            calls = max(1, min(per_trip, -(-left // max(built, 1))))
+        return published
 
     def finish_rebalance(self, steps: int | None = None) -> int:
         """Run up to ``steps`` (None: all) chunks of a published rebalance; returns how many keys moved."""
@@ -277,6 +332,49 @@ class WorkQueue:
         if following is not None or timeout == 0:
             return following
         return self.get(item.shard, item.owner, timeout)
+
+    def _batch_and_claim(self, items: Sequence[Item], forget: Sequence[bool], forget_in: tuple[str, ...],
+                         shard: str, owner: str, n: int, timeout: float | None) -> tuple[list[bool], list[Item]]:
+        """BATCH: release ``items`` (forgetting in ``forget_in`` those flagged), then claim up to ``n``."""
+        if n > 0:
+            validate_shard_id(shard)
+            if self._shutting_down:
+                if items:
+                    self._batch_and_claim(items, forget, forget_in, shard, owner, 0, 0)
+                raise ShutDownError("the work queue is shut down")
+        give_up = None if timeout is None else time.monotonic() + timeout
+        releases = [part for item, flag in zip(items, forget, strict=True)
+                    for part in (item.key, item.token, "1" if flag else "0")]
+        released: list[bool] = []
+        while True:
+            sent = time.monotonic()
+            with scripts.redis_errors():
+                reply = self._batch(self._route, self._args(shard, owner, *self._take_args(), str(n),
+                                                            str(len(forget_in)), *forget_in, *releases))
+            if releases:
+                released = [bool(int(flag)) for flag in reply[0]]
+                for item in items:
+                    self._forget_outstanding(item)
+                releases, items = [], []
+            claimed = reply[1]
+            count = int(claimed[0])
+            if n < 1 or count:
+                return released, self._batch_items(claimed, count, shard, owner, sent)
+            if self._shutting_down:
+                raise ShutDownError("the work queue is shut down")
+            if not self._wait(shard, float(claimed[2]), give_up):
+                return released, []
+
+    def _batch_items(self, reply: list, count: int, shard: str, owner: str, sent: float) -> list[Item]:
+        if not count:
+            return []
+        claimed_at, deadline = float(reply[3]), float(reply[4])
+        items = [Item(key=_text(reply[i]), token=_text(reply[i + 1]), shard=shard, owner=owner,
+                      enqueued_at=float(reply[i + 2]), claimed_at=claimed_at, deadline=deadline,
+                      local_deadline=sent + (deadline - claimed_at)) for i in range(5, 5 + 3 * count, 3)]
+        with self._drained:
+            self._outstanding.update((item.key, item.token) for item in items)
+        return items
 
     def _args(self, *args: str) -> list[str]:
         """A script's ARGV: the key prefix, the time source ('' = Redis TIME), then ``args``."""

@@ -1,9 +1,10 @@
 """Sharding: membership heartbeats, the ring of live shards with its epoch, and key → shard (docs/design.md §2.4).
 
 Workers announce their shard with :class:`Membership`; one :class:`Assigner` publishes the ring and
-has the queue move queued keys when it changes; :class:`Router` maps keys to shards with
-rendezvous hashing (:mod:`shard_operator.queue.hashing`), the function the queue's scripts route
-with. Sharding depends on the queue, never the reverse.
+has the queue build the new ring's slot table and move queued keys when it changes; :class:`Router`
+maps keys to shards in Python with the same slot table (:mod:`shard_operator.queue.hashing`: key →
+slot, slot → shard by rendezvous hashing), the table the queue's scripts route with.
+Sharding depends on the queue, never the reverse.
 """
 
 from shard_operator.queue.hashing import shard_for

@@ -4,8 +4,9 @@ Where it sits: one designated process (the leader) calls ``rebalance`` every sec
 is one script of the queue (:meth:`WorkQueue.rebalance <shard_operator.queue.WorkQueue.rebalance>`),
 because it rewrites the queue's ready lists and the queue keeps its invariant in one package: it
 prunes members whose heartbeat (Redis time) is older than ``member_ttl``, and if the sorted live ids
-differ from the ring it publishes them with the next epoch and moves every *queued* key (ready list
-or pending) whose shard changed to the ready list of its new shard. Keys being processed are in no
+differ from the ring it builds their slot table in bounded chunks, publishes it with the ring and the
+next epoch in one step, and moves every *queued* key (ready list or pending) whose shard changed to
+the ready list of its new shard. Keys being processed are in no
 list, so they are never dispatched again before their ``done`` or claim expiry, which then push
 them to the shard of the ring current at that time.
 """

@@ -20,7 +20,8 @@ __all__ = ["Ring", "Router", "redis_errors"]
 
 @dataclass(frozen=True)
 class Ring:
-    """The live shards of one epoch; ``shard_for(key)`` is rendezvous hashing over them (None if empty)."""
+    """The live shards of one epoch; ``shard_for(key)`` is the key's slot's shard (rendezvous hashing of the
+    slot over them, what the epoch's table in Redis holds), None if empty."""
 
     epoch: int
     shards: tuple[str, ...]

@@ -45,6 +45,10 @@ class WorkerSpec:
     shard: str
     redis_url: str
     threads: int = 1
+    #: Keys claimed per script call by idle threads (1: one ``get`` per thread, as before). With N > 1
+    #: the worker claims up to min(N, idle threads) keys at once and releases finished ones together
+    #: (:meth:`~shard_operator.worker.runner.ShardWorker.run`); ``threads`` should be >= N.
+    batch: int = 1
     claim_ttl: float = 30.0
     heartbeat_interval: float = 2.0
     get_timeout: float = 1.0
@@ -75,8 +79,8 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
     membership = Membership(client, keys, spec.shard)
     context = spec.context_factory(client) if spec.context_factory is not None else {}
     worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard,
-                         owner=worker_owner(spec.shard), threads=spec.threads, get_timeout=spec.get_timeout,
-                         namespaces=spec.namespaces, **context)
+                         owner=worker_owner(spec.shard), threads=spec.threads, batch=spec.batch,
+                         get_timeout=spec.get_timeout, namespaces=spec.namespaces, **context)
 
     def beat() -> None:
         while not stop.is_set():

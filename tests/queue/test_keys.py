@@ -23,7 +23,7 @@ def test_every_key_of_a_controller_carries_its_hash_tag():
     keys = Keys.for_controller("widgets")
     names = [keys.dirty, keys.processing, keys.deadlines, keys.ready("s0"), keys.pending, keys.notify("s0"),
              keys.delayed, keys.failures, keys.bucket, keys.seq, keys.members, keys.ring, keys.epoch,
-             keys.cache_marker, keys.job_index("ns/a")]
+             keys.slots, keys.ring_next, keys.slots_next, keys.cache_marker, keys.job_index("ns/a")]
     assert len(set(names)) == len(names)
     assert all(name.startswith("so:{widgets}:") for name in names)
     assert layout.index_key("widgets", "ns/a") == keys.job_index("ns/a")
@@ -73,13 +73,13 @@ def test_the_keys_the_scripts_write_are_the_keys_python_names(client, keys, cloc
     written = {name.decode() for name in client.keys("*")}
     shards = ("s0", "s1", "s2")
     python_names = {keys.dirty, keys.processing, keys.deadlines, keys.pending, keys.delayed, keys.failures,
-                    keys.bucket, keys.seq, keys.members, keys.ring, keys.epoch,
-                    *(keys.ready(s) for s in shards), *(keys.notify(s) for s in shards),
+                    keys.bucket, keys.seq, keys.members, keys.ring, keys.epoch, keys.slots, keys.ring_next,
+                    keys.slots_next, *(keys.ready(s) for s in shards), *(keys.notify(s) for s in shards),
                     layout.objects_key(KIND), layout.versions_key(KIND), layout.kind_prefix(KIND) + "owners",
                     layout.namespace_key(KIND, "ns"), layout.owner_key(KIND, "u-1")}
     assert written <= python_names, f"written under names Python does not know: {written - python_names}"
     assert {keys.dirty, keys.processing, keys.deadlines, keys.delayed, keys.failures, keys.bucket, keys.seq,
-            keys.members, keys.ring, keys.epoch, layout.objects_key(KIND), layout.namespace_key(KIND, "ns"),
+            keys.members, keys.ring, keys.epoch, keys.slots, layout.objects_key(KIND), layout.namespace_key(KIND, "ns"),
             layout.owner_key(KIND, "u-1")} <= written
     assert {keys.ready("s0"), keys.ready("s1")} & written
 

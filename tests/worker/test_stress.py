@@ -67,9 +67,10 @@ class LogClient:
         return getattr(self._client, name)
 
 
-def specs(redis_url: str, shards: list[str]) -> list[WorkerSpec]:
+def specs(redis_url: str, shards: list[str], batch: int = 1) -> list[WorkerSpec]:
     return [WorkerSpec(controller=CONTROLLER, shard=shard, redis_url=redis_url, claim_ttl=1.0,
-                       heartbeat_interval=0.2, get_timeout=0.2, bucket=None) for shard in shards]
+                       heartbeat_interval=0.2, get_timeout=0.2, bucket=None, threads=batch, batch=batch)
+            for shard in shards]
 
 
 class Coordinator(threading.Thread):
@@ -158,12 +159,12 @@ def client(redis_url):
     c.close()
 
 
-def run_scenario(redis_url: str, client: redis.Redis, *, kill: bool, churn: bool) -> dict[str, int]:
+def run_scenario(redis_url: str, client: redis.Redis, *, kill: bool, churn: bool, batch: int = 1) -> dict[str, int]:
     keys = Keys.for_controller(CONTROLLER)
     coordinator = Coordinator(client)
-    pool = WorkerPool(specs(redis_url, [f"w{i}" for i in range(8)]), RecordingReconcile(redis_url),
+    pool = WorkerPool(specs(redis_url, [f"w{i}" for i in range(8)], batch), RecordingReconcile(redis_url),
                       restart_backoff=0.1)
-    extra = WorkerPool(specs(redis_url, ["x0", "x1"]), RecordingReconcile(redis_url))
+    extra = WorkerPool(specs(redis_url, ["x0", "x1"], batch), RecordingReconcile(redis_url))
     deaths: dict[int, float] = {}
     halt = threading.Event()
 
@@ -234,3 +235,9 @@ def test_invariants_hold_when_workers_are_killed_at_random(redis_url, client):
 def test_invariants_hold_while_shards_join_and_leave(redis_url, client):
     figures = run_scenario(redis_url, client, kill=False, churn=True)
     assert figures["rebalances"] >= 3  # x0 and x1 joined and left at least once
+
+
+def test_invariants_hold_with_batch_claims_while_workers_are_killed_and_shards_join_and_leave(redis_url, client):
+    """Batch mode (4 keys per claim, 4 threads per process): the same records prove I1-I3."""
+    figures = run_scenario(redis_url, client, kill=True, churn=True, batch=4)
+    assert figures["kills"] >= 3 and figures["rebalances"] >= 3
