@@ -124,6 +124,8 @@ def add_run_parser(commands: Any) -> None:
     _common_options(run)
     _option(run, "workers", int, _DEFAULTS.workers, "worker processes (shards) in this pod")
     _option(run, "threads", int, _DEFAULTS.threads, "reconcile threads per worker process")
+    _option(run, "claim-batch", int, _DEFAULTS.claim_batch, "keys a worker process claims (and releases) per "
+            "Redis round trip when several of its threads are idle (1: one key per call)")
     namespaces = _env("namespace")
     run.add_argument("--namespace", action="append", dest="namespaces", metavar="NAMESPACE",
                      default=None, help="watch this namespace (repeatable; default: the operator's, else all) "
@@ -201,8 +203,8 @@ def _where(exc: BaseException) -> str:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     values = {name: getattr(args, name) for name in (
-        "redis_url", "kubeconfig", "workers", "threads", "label_selector", "field_selector", "qps", "burst",
-        "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
+        "redis_url", "kubeconfig", "workers", "threads", "claim_batch", "label_selector", "field_selector", "qps",
+        "burst", "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
         "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout", "job_workers",
         "job_timeout", "redis_password_file")}
     values["namespaces"] = args.namespaces or args.env_namespaces

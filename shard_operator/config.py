@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import urllib.parse
 from dataclasses import dataclass, field, fields
@@ -39,6 +40,7 @@ REDIS_SPARE_CONNECTIONS = 8
 _RANGES: dict[str, tuple[float, float]] = {
     "workers": (1, 64),
     "threads": (1, 128),
+    "claim_batch": (1, 1024),
     "job_workers": (0, 64),
     "qps": (0, 1_000_000),
     "burst": (1, 1_000_000),
@@ -55,7 +57,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "restart_backoff": (0.05, 600),
     "job_timeout": (1, 7 * 86_400),
 }
-_WHOLE = {"workers", "threads", "job_workers", "burst"}
+_WHOLE = {"workers", "threads", "claim_batch", "job_workers", "burst"}
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -85,6 +87,7 @@ class Config:
     kubeconfig: str | None = None
     workers: int = 1
     threads: int = 1
+    claim_batch: int = 1
     namespaces: list[str] | None = None
     label_selector: str | None = None
     field_selector: str | None = None

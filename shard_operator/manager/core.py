@@ -256,7 +256,7 @@ class Manager:
         # the leader's rule (LeaderRunner._namespaces): the flag, else the operator's own
         namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
         return [WorkerSpec(controller=operator.name, shard=shard, redis_url=config.redis_url,
-                           threads=config.threads, claim_ttl=config.claim_ttl,
+                           threads=config.threads, batch=config.claim_batch, claim_ttl=config.claim_ttl,
                            heartbeat_interval=config.heartbeat_interval, bucket=bucket, context_factory=factory,
                            redis_options={"max_connections": config.redis_max_connections},
                            namespaces=None if namespaces is None else tuple(namespaces))

@@ -44,6 +44,7 @@ def test_the_lease_defaults_to_the_controller_name_in_the_pods_namespace() -> No
     ({"claim_ttl": float("inf")}, "--claim-ttl must be a number of seconds from 1.5 to 86400, got inf"),
     ({"claim_ttl": 1.0}, "--claim-ttl"),
     ({"threads": 100000}, "--threads must be a whole number from 1 to 128"),
+    ({"claim_batch": 0}, "--claim-batch must be a whole number from 1 to 1024, got 0"),
     ({"workers": 1000}, "--workers must be a whole number from 1 to 64"),
     ({"qps": -1.0}, "--qps must be a number from 0"),
     ({"burst": 2.5}, "--burst must be a whole number"),
@@ -89,6 +90,15 @@ def test_each_worker_process_gets_a_redis_pool_sized_from_its_threads() -> None:
     assert Config(pod_name="p", threads=128).redis_max_connections == 136
     manager = Manager(load_operator("examples.widgets:operator"), Config(pod_name="p", threads=4, workers=2))
     assert [spec.redis_options for spec in manager._specs()] == [{"max_connections": 12}] * 2
+
+
+def test_the_claim_batch_reaches_every_worker_process_and_defaults_to_one_key_per_call(monkeypatch) -> None:
+    widgets = load_operator("examples.widgets:operator")
+    assert [spec.batch for spec in Manager(widgets, Config(pod_name="p"))._specs()] == [1]
+    monkeypatch.setenv("SHARD_OPERATOR_CLAIM_BATCH", "8")
+    assert parse("--pod-name", "p").claim_batch == 8
+    batched = Manager(widgets, parse("--pod-name", "p", "--workers", "2", "--claim-batch", "16"))
+    assert [spec.batch for spec in batched._specs()] == [16, 16]
 
 
 def test_each_worker_process_knows_the_namespaces_its_manager_watches() -> None:
