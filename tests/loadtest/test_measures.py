@@ -178,4 +178,7 @@ def test_peak_rss_is_kept_for_every_worker_process_apart() -> None:
     peaks = sampler.rss_peak_by_process
     assert peaks[f"lab-0/manager/{os.getpid()}"] > 10
     assert all(peaks[f"lab-0/worker/{w.pid}"] > 0 for w in workers)
-    assert sampler.rss_peak_by_role["lab-0/worker"] == max(peaks[f"lab-0/worker/{w.pid}"] for w in workers)
+    # the role's peak is the largest of its processes (this test process may have other children, such as
+    # the servers other tests' session fixtures started: they count as workers of the "manager" here)
+    assert sampler.rss_peak_by_role["lab-0/worker"] == max(
+        peak for name, peak in peaks.items() if name.startswith("lab-0/worker/"))
