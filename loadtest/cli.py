@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (D; stress: per step)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes per pod (W)")
     parser.add_argument("--threads", type=int, default=1, help="reconcile threads per worker")
+    parser.add_argument("--qps", type=float, default=0.0,
+                        help="the sample operator's global work-queue rate limit, keys/s (default 0: none, so "
+                             "stress measures the pipeline rather than the operator's default limit of 10/s)")
     parser.add_argument("--pods", type=int, default=1, help="operator pods, each its own manager process (R)")
     parser.add_argument("--work-s", type=float, default=0.005, help="seconds each sample reconcile works")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME[:ARG]", help="inject a fault")
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loadtest: --crd {args.crd}: no such file", file=sys.stderr)
         return 2
     options = RunOptions(scenario=args.scenario, objects=args.objects, rate=args.rate, duration=args.duration,
-                         workers=args.workers, threads=args.threads, pods=args.pods, work_s=args.work_s,
+                         workers=args.workers, threads=args.threads, qps=args.qps, pods=args.pods, work_s=args.work_s,
                          faults=faults, operator_cmd=args.operator_cmd, crd=args.crd,
                          converged_jsonpath=args.converged_jsonpath, converged_value=args.converged_value,
                          lease_name=args.lease_name, kubeconfig=args.kubeconfig, redis_url=args.redis_url,

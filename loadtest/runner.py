@@ -44,6 +44,7 @@ class RunOptions:
     duration: float = 30.0
     workers: int = 2
     threads: int = 1
+    qps: float = 0.0  # the sample operator's global work-queue rate limit (--qps); 0: none
     pods: int = 1
     work_s: float = 0.005
     faults: list[FaultSpec] = field(default_factory=list)
@@ -138,7 +139,8 @@ class Run:
                 pod = self.lab.blackbox_pod(index, o.operator_cmd, namespace=self.namespace, metrics_port=None)
             else:
                 pod = self.lab.sample_pod(index, namespace=self.namespace, workers=workers, threads=o.threads,
-                                          record=self.record_sink, extra_env={"LOADTEST_WORK_S": str(o.work_s)},
+                                          record=self.record_sink, extra_env={"LOADTEST_WORK_S": str(o.work_s),
+                                                                         "SHARD_OPERATOR_QPS": str(o.qps)},
                                           prefix=prefix)
             self.pods.append(pod.start())
         for pod in self.pods:

@@ -45,7 +45,7 @@ SUITE: list[list[str]] = [
      "--fault", "api-down", "--fault", "redis-down"],
     # I4 is judged away from restarts (a new leader re-adds every key): the invalid objects go here.
     ["burst", "--objects", "200", "--duration", "20", "--fault", "throttle", "--fault", "invalid-burst:20"],
-    ["stress", "--objects", "50", "--rate", "10", "--duration", "8", "--max-steps", "4"],
+    ["stress", "--objects", "50", "--rate", "20", "--duration", "8", "--max-steps", "6"],
     ["scale", "--objects", "60"],
     ["burst", "--objects", "100", "--duration", "10", "--operator-cmd", BLACK_BOX,
      "--crd", WIDGET_CRD, "--fault", "redis-restart"],
