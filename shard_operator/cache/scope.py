@@ -1,4 +1,4 @@
-"""The namespaces the leader watches now, published in Redis so that nothing outside them is reconciled.
+"""The namespaces and selectors the leader watches now, published in Redis so that nothing outside them is reconciled.
 
 Where it sits: the leader (:class:`~shard_operator.manager.leading.LeaderRunner`) publishes its
 :class:`Scope` before its informers start and removes the cached objects of the namespaces it no
@@ -15,12 +15,26 @@ A worker checks its own process's namespaces as well as the published scope (see
 :class:`~shard_operator.worker.runner.ShardWorker`): after a restart with a narrower ``--namespace`` the
 scope in Redis is the old leader's, wider one, until the new leader wins the Lease and publishes its own.
 
-A label or field selector is not part of the scope. Within a run, an object that stops matching comes
-as a DELETED watch event: it leaves the cache and its key reaches the reconciler as deleted
-(``ctx.get()`` is None), as in client-go. After a restart with a narrower selector, the new leader's
-first list removes the unselected objects from the cache and queues none of them; a key of one still
-queued from the previous run is reconciled once as deleted, or, if a worker takes it before that first
-list ends, with the previous run's cached copy.
+The label and field selectors of the primary resource are part of the scope as the selectors of the
+leader's completed first list (:class:`Selectors`). Within a run, an object that stops matching comes as
+a DELETED watch event: it leaves the cache and its key reaches the reconciler as deleted (``ctx.get()``
+is None), as in client-go. After a restart with a narrower selector, the new leader's first list removes
+the unselected objects from the cache and queues none of them; until that list is in the cache, the
+cache still holds the previous run's objects, selected or not. So the leader publishes its scope in two
+steps: before its informers start, the namespaces with the selectors marked not listed yet
+(``listed=None``); once the primary resource's first list has been applied to the cache, the selectors
+it listed with (:class:`~shard_operator.manager.leading.LeaderRunner`, checked every coordinator tick). A
+worker that knows its own selectors (a manager's always does) reconciles a key only once the published
+``listed`` selectors are its own (:meth:`ScopeReader.lists_with`); until then it adds the key back after
+about a second, without a reconcile, so a key of an object the new selectors no longer match, still
+queued from the previous run, is reconciled once as deleted instead of as the previous run's cached copy.
+
+A scope record without selectors (``tracks_selectors`` False: written by a leader of a version before
+this one, or nothing published yet) counts as unknown and reconciles as before, so an upgrade never
+stalls its workers behind an older leader that will never publish selectors; the window this leaves is
+the one of that older version, and it closes as soon as a leader of this version publishes its scope.
+A worker whose selectors differ from the leader's for longer (pods of one operator run with different
+``--label-selector``) waits, and logs so at most every 30 s, until a leader with its selectors leads.
 """
 
 from __future__ import annotations
@@ -36,7 +50,7 @@ from shard_operator import keys as cache_keys
 from shard_operator.keys import Keys
 from shard_operator.storage import redis_errors
 
-__all__ = ["Scope", "ScopeReader", "namespaces_cached", "scope_key"]
+__all__ = ["Scope", "ScopeReader", "Selectors", "namespaces_cached", "scope_key"]
 
 
 def scope_key(controller: str) -> str:
@@ -45,12 +59,32 @@ def scope_key(controller: str) -> str:
 
 
 @dataclass(frozen=True)
-class Scope:
-    """Namespaces watched for the primary resource; ``namespaces=None`` means all of them.
+class Selectors:
+    """The label and field selectors the primary resource is listed with (None or empty: none)."""
 
-    The namespaces restrict namespaced keys only: a cluster-scoped key is in every scope."""
+    label: str | None = None
+    field: str | None = None
+
+    @classmethod
+    def of(cls, label: str | None, field: str | None) -> Selectors:
+        return cls(label or None, field or None)
+
+    def __str__(self) -> str:
+        return f"label selector {self.label or '(none)'}, field selector {self.field or '(none)'}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Namespaces watched for the primary resource (``namespaces=None``: all of them), and the selectors
+    of the leader's completed first list of it.
+
+    The namespaces restrict namespaced keys only: a cluster-scoped key is in every scope. ``listed`` is
+    None while the leader's first list is not in the cache yet; ``tracks_selectors`` is False for a
+    record without selectors (an older leader's, or none published), whose ``listed`` means nothing."""
 
     namespaces: frozenset[str] | None = None
+    listed: Selectors | None = None
+    tracks_selectors: bool = False
 
     @classmethod
     def of(cls, namespaces: Iterable[str] | None) -> Scope:
@@ -64,18 +98,32 @@ class Scope:
         namespace, slash, _ = key.partition("/")
         return not slash or namespace in self.namespaces
 
+    def lists_with(self, selectors: Selectors) -> bool:
+        """Whether the cache holds the leader's list with ``selectors``: True once the first list with them
+        is in the cache, and for a record that does not track selectors (unknown: reconcile as before)."""
+        return not self.tracks_selectors or self.listed == selectors
+
     def publish(self, client: redis.Redis, controller: str) -> None:
-        value = None if self.namespaces is None else sorted(self.namespaces)
-        client.set(scope_key(controller), json.dumps({"namespaces": value}))
+        value: dict[str, object] = {"namespaces": None if self.namespaces is None else sorted(self.namespaces)}
+        if self.tracks_selectors:
+            value["selectors"] = (None if self.listed is None
+                                  else {"label": self.listed.label, "field": self.listed.field})
+        client.set(scope_key(controller), json.dumps(value))
 
     @classmethod
     def load(cls, client: redis.Redis, controller: str) -> Scope:
-        """The published scope; everything when none was published (an older leader)."""
+        """The published scope; everything, selectors unknown, when none was published."""
         with redis_errors():
             raw = client.get(scope_key(controller))
         if raw is None:
             return cls()
-        return cls.of(json.loads(raw).get("namespaces"))
+        record = json.loads(raw)
+        namespaces = cls.of(record.get("namespaces")).namespaces
+        if "selectors" not in record:  # an older leader's record
+            return cls(namespaces)
+        listed = record["selectors"]
+        return cls(namespaces, None if listed is None else Selectors.of(listed.get("label"), listed.get("field")),
+                   tracks_selectors=True)
 
 
 class ScopeReader:
@@ -83,6 +131,8 @@ class ScopeReader:
 
     Contract: :meth:`contains` is False for a key whose namespace the leader no longer watches; the
     worker then marks the key done without reconciling it (no write, no finalizer handling).
+    :meth:`lists_with` is False while the leader's first list with the worker's selectors is not in
+    the cache; the worker then adds the key back for later without reconciling it.
     """
 
     def __init__(self, client: redis.Redis, controller: str, *, max_age: float = 1.0) -> None:
@@ -90,12 +140,23 @@ class ScopeReader:
         self._scope = Scope()
         self._read_at = float("-inf")
 
-    def contains(self, key: str) -> bool:
+    def _current(self) -> Scope:
         now = time.monotonic()
         if now - self._read_at >= self._max_age:
             self._scope = Scope.load(self._client, self._controller)
             self._read_at = now
-        return self._scope.contains(key)
+        return self._scope
+
+    def contains(self, key: str) -> bool:
+        return self._current().contains(key)
+
+    def lists_with(self, selectors: Selectors) -> bool:
+        return self._current().lists_with(selectors)
+
+    @property
+    def listed(self) -> Selectors | None:
+        """The selectors of the published scope's completed list (None: not yet, or unknown), as last read."""
+        return self._scope.listed
 
 
 def namespaces_cached(client: redis.Redis, kind: str) -> set[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shard_operator import metrics
+from shard_operator.cache.scope import Selectors
 from shard_operator.config import Config, redact_url
 from shard_operator.errors import ConfigError, StorageError
 from shard_operator.jobs import JobWorkerPool, default_registry
@@ -253,13 +254,15 @@ class Manager:
         bucket = TokenBucket(qps=config.qps, burst=config.burst) if config.qps > 0 else None
         factory = WorkerContextFactory(operator.name, operator.resource, config.kubeconfig, config.pod_name,
                                        job_queue=controller_queue(operator.name), job_timeout=config.job_timeout)
-        # the leader's rule (LeaderRunner._namespaces): the flag, else the operator's own
+        # the leader's rules (LeaderRunner._namespaces, _selectors): the flag, else the operator's own
         namespaces = config.namespaces if config.namespaces is not None else operator.namespaces
         return [WorkerSpec(controller=operator.name, shard=shard, redis_url=config.redis_url,
                            threads=config.threads, batch=config.claim_batch, claim_ttl=config.claim_ttl,
                            heartbeat_interval=config.heartbeat_interval, bucket=bucket, context_factory=factory,
                            redis_options={"max_connections": config.redis_max_connections},
-                           namespaces=None if namespaces is None else tuple(namespaces))
+                           namespaces=None if namespaces is None else tuple(namespaces),
+                           selectors=Selectors.of(config.label_selector or operator.label_selector,
+                                                  config.field_selector or operator.field_selector))
                 for shard in config.shard_ids]
 
     def _shutdown(self) -> None:

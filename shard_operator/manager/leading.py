@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from shard_operator import metrics
 from shard_operator.cache import CacheWriter
-from shard_operator.cache.scope import Scope, namespaces_cached
+from shard_operator.cache.scope import Scope, Selectors, namespaces_cached
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
@@ -134,7 +134,12 @@ class LeaderRunner:
     Scope: before the informers start, the namespaces watched for the primary resource are
     published (:class:`~shard_operator.cache.scope.Scope`, read by the workers) and the cached
     objects of every namespace outside them are removed, so a restart with a narrower
-    ``--namespace`` reconciles nothing it no longer watches.
+    ``--namespace`` reconciles nothing it no longer watches. The scope published then marks the
+    primary resource's selectors as not listed yet; the first coordinator tick after the primary
+    informer's first list is in the cache (``has_synced``) publishes them, so the workers reconcile
+    nothing after a restart with a narrower ``--label-selector``/``--field-selector`` until the
+    previous run's cached objects that the new selectors leave out are gone. A start of the informers
+    afresh (Redis lost its data) publishes them as not listed again until the new first list is in.
     """
 
     def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
@@ -143,6 +148,8 @@ class LeaderRunner:
         self._cache = CacheWriter(client)
         self._queue = RateLimitingQueue(client, Keys.for_controller(operator.name), bucket=None)
         self._informers: list[Informer] = []
+        self._primary: Informer | None = None  # the primary resource's informer, when it has one
+        self._selectors_published = False  # the selectors of the running informers' first list
         self._coordinator: Coordinator | None = None
         self._marker = Keys.for_controller(operator.name).cache_marker
         self._leading = False
@@ -184,14 +191,18 @@ class LeaderRunner:
         """Write the cache marker, then start one informer per watched resource (under ``_lock``)."""
         self._client.set(self._marker, self.config.pod_name)
         self._limit_to_scope()
-        self._informers = [self._informer(resource, handlers)
-                           for resource, handlers in self.operator.handlers_by_resource().items()]
+        self._informers, self._primary, self._selectors_published = [], None, False
+        for resource, handlers in self.operator.handlers_by_resource().items():
+            self._informers.append(self._informer(resource, handlers))
+            if resource == self.operator.resource:
+                self._primary = self._informers[-1]
         for informer in self._informers:
             informer.start()
 
     def _limit_to_scope(self) -> None:
-        """Publish the primary resource's namespaces and drop cached objects outside them."""
-        scope = Scope.of(self._namespaces())
+        """Publish the primary resource's namespaces (its selectors not listed yet) and drop cached
+        objects outside them."""
+        scope = self._scope(listed=False)
         scope.publish(self._client, self.operator.name)
         if scope.namespaces is None:
             return  # the first list of each resource replaces the whole kind
@@ -202,6 +213,30 @@ class LeaderRunner:
                 removed = self._cache.replace(resource.name, [], namespace=namespace)
                 log.info("%s: namespace %s is out of scope: %d cached %s removed", self.operator.name,
                          namespace, removed, resource.name)
+
+    def _scope(self, *, listed: bool) -> Scope:
+        """This leader's scope; ``listed``: with the selectors of a first list that is in the cache."""
+        return Scope(Scope.of(self._namespaces()).namespaces, self._selectors() if listed else None,
+                     tracks_selectors=True)
+
+    def _selectors(self) -> Selectors:
+        """The primary resource's selectors: the flags, else the operator's own."""
+        config, operator = self.config, self.operator
+        return Selectors.of(config.label_selector or operator.label_selector,
+                            config.field_selector or operator.field_selector)
+
+    def _publish_listed_selectors(self) -> None:
+        """Once the primary informer's first list is in the cache, publish the selectors it listed with
+        (once per start of the informers; a Redis error leaves it to the next tick)."""
+        with self._lock:
+            if not self._leading or not self._informers or self._selectors_published:
+                return
+            listed = self._primary.has_synced if self._primary is not None else self.has_synced
+            if not listed:
+                return
+            self._scope(listed=True).publish(self._client, self.operator.name)
+            self._selectors_published = True
+        log.info("%s: the first list with %s is in the cache", self.operator.name, self._selectors())
 
     def _namespaces(self) -> list[str] | None:
         namespaces = self.config.namespaces if self.config.namespaces is not None else self.operator.namespaces
@@ -222,6 +257,7 @@ class LeaderRunner:
                 self._try_start_informers()
                 return
         if self._client.exists(self._marker):
+            self._publish_listed_selectors()
             return
         with self._lock:
             if not self._leading or not self._informers:
@@ -237,7 +273,7 @@ class LeaderRunner:
     def stop(self) -> None:
         with self._lock:
             self._leading = False
-            informers, self._informers = self._informers, []
+            informers, self._informers, self._primary = self._informers, [], None
             coordinator, self._coordinator = self._coordinator, None
         for informer in informers:
             informer.stop(timeout=2.0)
@@ -246,15 +282,14 @@ class LeaderRunner:
 
     def _informer(self, resource: Resource, handlers: list[EventHandler]) -> Informer:
         primary = resource == self.operator.resource
-        config, operator = self.config, self.operator
+        operator = self.operator
         namespaces = self._namespaces()
         if not resource.namespaced:
             namespaces = None
+        selectors = self._selectors() if primary else Selectors()
         dispatcher = EventDispatcher(resource.name, handlers, cache=self._cache, queue=self._queue,
                                      controller=operator.name)
         return Informer(resource, dispatcher, api_client=self._api_client,
-                        namespaces=namespaces,
-                        label_selector=(config.label_selector or operator.label_selector) if primary else None,
-                        field_selector=(config.field_selector or operator.field_selector) if primary else None,
+                        namespaces=namespaces, label_selector=selectors.label, field_selector=selectors.field,
                         transform=operator.transform, on_list_streamed=self._cache.list_hook_for(resource.name),
                         handler_many=dispatcher.dispatch_many)

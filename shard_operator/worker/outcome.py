@@ -22,6 +22,7 @@ class Action(StrEnum):
     REQUEUE_AFTER = "requeue_after"      # forget, then add after ``delay`` seconds
     RATE_LIMITED = "rate_limited"        # add with the rate limiter's backoff
     RETRY_AFTER = "retry_after"          # add after at least ``delay`` s, failures kept (TemporaryError(delay), 429)
+    DEFER = "defer"                      # not reconciled (the cache is not ready): add after ``delay`` s, failures kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,7 @@ class Decision:
     """The queue action plus the metric labels: ``result`` is controller-runtime's result label."""
 
     action: Action
-    result: str                 # "success" | "requeue" | "requeue_after" | "error"
+    result: str                 # "success" | "requeue" | "requeue_after" | "error" (DEFER: counted nowhere)
     delay: float = 0.0
     error: bool = False
     terminal: bool = False

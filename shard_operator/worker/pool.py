@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shard_operator import logs
+from shard_operator.cache.scope import Selectors
 from shard_operator.errors import ShardOperatorError
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue, TokenBucket, WorkQueue
@@ -61,6 +62,9 @@ class WorkerSpec:
     #: The namespaces this process watches (None: all): the worker reconciles no key outside them, whatever
     #: scope an older leader left in Redis.
     namespaces: tuple[str, ...] | None = None
+    #: The primary resource's label and field selectors in this process (None: not checked): the worker
+    #: reconciles a key only once the leader's first list with them is in the cache.
+    selectors: Selectors | None = None
 
 
 def worker_owner(shard: str, pid: int | None = None) -> str:
@@ -80,7 +84,8 @@ def run_shard_worker(spec: WorkerSpec, reconcile: ReconcileFn, stop: Any) -> Non
     context = spec.context_factory(client) if spec.context_factory is not None else {}
     worker = ShardWorker(queue, reconcile, controller=spec.controller, shard=spec.shard,
                          owner=worker_owner(spec.shard), threads=spec.threads, batch=spec.batch,
-                         get_timeout=spec.get_timeout, namespaces=spec.namespaces, **context)
+                         get_timeout=spec.get_timeout, namespaces=spec.namespaces,
+                         selectors=spec.selectors, **context)
 
     def beat() -> None:
         while not stop.is_set():

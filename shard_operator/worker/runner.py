@@ -13,8 +13,13 @@ this worker, later) reconciles the latest spec.
 
 A key outside the namespaces the leader watches now (:class:`~shard_operator.cache.scope.ScopeReader`),
 or outside this process's own ``namespaces`` (the published scope may still be an older leader's, wider
-one, until this run's leader publishes its own), is done without a reconcile. Every log line of a
-reconcile carries its controller and key (:func:`shard_operator.logs.log_context`).
+one, until this run's leader publishes its own), is done without a reconcile. A key taken before the
+leader's first list with this process's own label and field selectors is in the cache (a restart with a
+narrower selector: the cache still holds the previous run's objects) is not reconciled yet: it is added
+back after :data:`SELECTOR_WAIT` seconds, its failures kept, with a log line at most every
+:data:`SELECTOR_WAIT_LOG_INTERVAL` seconds (see :mod:`shard_operator.cache.scope`). Both checks are in
+``_reconcile``, the per-key path of both loops. Every log line of a reconcile carries its controller
+and key (:func:`shard_operator.logs.log_context`).
 
 Errors are visible (:mod:`.reporting`): logged at ERROR with the traceback, a ``ReconcileError`` Warning
 Event on the object, and the last error of a retrying key in ``<prefix>:errors``; success clears it.
@@ -47,7 +52,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, cast
 
 from shard_operator import logs, metrics
-from shard_operator.cache.scope import Scope, ScopeReader
+from shard_operator.cache.scope import Scope, ScopeReader, Selectors
 from shard_operator.client.fencing import FencedClient
 from shard_operator.context import CLAIM_MARGIN, Claim, Context, JobQueue, ObjectCache, no_job_queue
 from shard_operator.errors import ClaimLost, ClaimLostError, ConfigError, ShutDownError, StorageError
@@ -60,9 +65,14 @@ if TYPE_CHECKING:
     from shard_operator.client import Client, EventRecorder
     from shard_operator.source import Resource
 
-__all__ = ["ReconcileFn", "ShardWorker"]
+__all__ = ["SELECTOR_WAIT", "SELECTOR_WAIT_LOG_INTERVAL", "ReconcileFn", "ShardWorker"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a key waits, unreconciled, for the leader's first list with this process's selectors.
+SELECTOR_WAIT = 1.0
+#: The least seconds between two log lines saying that keys wait for that list.
+SELECTOR_WAIT_LOG_INTERVAL = 30.0
 
 
 ReconcileFn = Reconciler  # the name the pool and the operator definition use
@@ -93,7 +103,10 @@ class ShardWorker:
     at the end of each claim (default: :data:`~shard_operator.context.CLAIM_MARGIN` of the TTL);
     ``error_log_interval`` the least time between two tracebacks (and Events) of one key's errors.
     ``namespaces`` are the ones this process was configured to watch (None: all); a key outside them, or
-    outside the scope the leader published, is done without a reconcile.
+    outside the scope the leader published, is done without a reconcile. ``selectors`` are the label and
+    field selectors this process lists the primary resource with (None: not checked, for a worker started
+    outside a manager); a key is reconciled only once the leader has published that its first list with
+    them is in the cache, and added back after :data:`SELECTOR_WAIT` seconds until then.
     """
 
     def __init__(self, queue: RateLimitingQueue, reconcile: Reconciler, *, controller: str, shard: str,
@@ -102,7 +115,8 @@ class ShardWorker:
                  client: Client | None = None, recorder: EventRecorder | None = None,
                  resource: Resource | None = None, jobs: JobQueue | None = None,
                  monotonic: Callable[[], float] = time.monotonic, claim_margin: float | None = None,
-                 error_log_interval: float = 60.0, namespaces: Iterable[str] | None = None) -> None:
+                 error_log_interval: float = 60.0, namespaces: Iterable[str] | None = None,
+                 selectors: Selectors | None = None) -> None:
         if threads < 1:
             raise ValueError("threads must be >= 1")
         if batch < 1:
@@ -130,6 +144,8 @@ class ShardWorker:
         self._labels = (controller,)
         self._scope = ScopeReader(queue.client, controller)
         self._own_scope = Scope.of(namespaces)
+        self._selectors = selectors
+        self._waiting_logged_at = float("-inf")
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -254,6 +270,11 @@ class ShardWorker:
                     # Outside the namespaces this process or the leader watches now (a restart with a
                     # narrower --namespace): done without a reconcile, so nothing outside is written.
                     decision = decide(returned=None)
+                elif self._selectors is not None and not self._scope.lists_with(self._selectors):
+                    # Before the leader's first list with our selectors is in the cache, the cache may hold
+                    # objects they no longer select: wait for it, reconciling nothing (no hot loop).
+                    self._log_waiting()
+                    decision = Decision(Action.DEFER, "deferred", delay=SELECTOR_WAIT)
                 else:
                     ctx = self.context_for(request, claim)
                     decision = decide(returned=self.reconcile(request, ctx))
@@ -266,6 +287,18 @@ class ShardWorker:
             metrics.RECONCILE_TIME.labels(self.controller).observe(elapsed)
             metrics.QUEUE_WORK_DURATION.labels(self.controller).observe(elapsed)
         return decision, claim, ctx, raised
+
+    def _log_waiting(self) -> None:
+        """Say, at most every SELECTOR_WAIT_LOG_INTERVAL seconds, that keys wait for the leader's list."""
+        now = self._monotonic()
+        with self._lock:
+            if now - self._waiting_logged_at < SELECTOR_WAIT_LOG_INTERVAL:
+                return
+            self._waiting_logged_at = now
+        listed = self._scope.listed
+        log.info("shard %s waits for the leader's first list with %s to be in the cache (published: %s); "
+                 "keys are added back every %.0f s until then", self.shard, self._selectors,
+                 "not listed yet" if listed is None else listed, SELECTOR_WAIT)
 
     def context_for(self, request: Request, claim: Claim | None = None) -> Context:
         """The context of one reconcile of ``request`` under ``claim`` (None: a claim that never expires).
@@ -299,6 +332,12 @@ class ShardWorker:
         whether the release forgets the key's failures, or None when the claim was lost (key added again)."""
         with self._lock:
             self._inflight.pop((item.key, item.token), None)
+        if decision.action is Action.DEFER:  # not a reconcile: no metric, the key's last error kept
+            if not claim.held():
+                self._requeue_lost(item, raised)
+                return None
+            self._apply(item.key, decision)
+            return False
         metrics.RECONCILE_TOTAL.labels(self.controller, decision.result).inc()
         if decision.error:
             metrics.RECONCILE_ERRORS.labels(self.controller).inc()
@@ -332,7 +371,9 @@ class ShardWorker:
         queue = self.queue
         if decision.action is Action.FORGET:
             return  # done(forget=True) resets the failures in the same round trip
-        if decision.action is Action.REQUEUE_AFTER:
+        if decision.action is Action.DEFER:
+            queue.add_after(key, decision.delay)
+        elif decision.action is Action.REQUEUE_AFTER:
             queue.forget(key)
             queue.add_after(key, decision.delay)
         elif decision.action is Action.RETRY_AFTER:

@@ -18,7 +18,7 @@ import redis
 
 from shard_operator import keys as cache_keys
 from shard_operator.cache.reader import CacheReader
-from shard_operator.cache.scope import Scope, ScopeReader
+from shard_operator.cache.scope import Scope, ScopeReader, Selectors
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.keys import Keys
 from shard_operator.manager.leading import LeaderRunner
@@ -43,6 +43,7 @@ class KeyOfObject:
 
 class Op:
     name, resource, namespaces = "faults", WIDGETS, None
+    label_selector = field_selector = None
 
     def handlers_by_resource(self) -> dict[Resource, list[Any]]:
         return {WIDGETS: [KeyOfObject()]}
@@ -51,23 +52,26 @@ class Op:
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 0.5
 
-    def __init__(self, namespaces: list[str] | None = None) -> None:
-        self.namespaces = namespaces
+    def __init__(self, namespaces: list[str] | None = None, label_selector: str | None = None) -> None:
+        self.namespaces, self.label_selector, self.field_selector = namespaces, label_selector, None
 
 
 class ClusterOp:
     """An operator whose primary resource is cluster-scoped (like Nodes or ClusterRoles)."""
 
     name, resource, namespaces = "faults", CLUSTER_WIDGETS, None
+    label_selector = field_selector = None
 
     def handlers_by_resource(self) -> dict[Resource, list[Any]]:
         return {CLUSTER_WIDGETS: [KeyOfObject()]}
 
 
 def leader(client: redis.Redis, api: Any, namespaces: list[str] | None = None,
-           operator: Any = None) -> LeaderRunner:
-    """A LeaderRunner whose informers list and watch the fake API (everything else is the real code)."""
-    runner = LeaderRunner(operator or Op(), Cfg(namespaces), api_client=None, client=client)  # type: ignore[arg-type]
+           operator: Any = None, label_selector: str | None = None) -> LeaderRunner:
+    """A LeaderRunner whose informers list and watch the fake API (everything else is the real code; the
+    fake applies no selector: give it one through :class:`Selected`)."""
+    runner = LeaderRunner(operator or Op(), Cfg(namespaces, label_selector), api_client=None,  # type: ignore[arg-type]
+                          client=client)
 
     def informer(resource: Resource, handlers: list[Any]) -> Informer:
         dispatcher = EventDispatcher(resource.name, handlers, cache=runner._cache, queue=runner._queue,
@@ -132,7 +136,7 @@ def test_a_restart_with_fewer_namespaces_leaves_nothing_of_the_dropped_ones_to_r
     try:
         eventually(lambda: second.has_synced, timeout=10)
         assert cached(client, "a/kept") and not cached(client, "b/dropped")
-        assert Scope.load(client, "faults") == Scope.of(["a"])
+        assert Scope.load(client, "faults").namespaces == {"a"}
         # What a worker does with every key it may still find queued from the first run: the ones
         # outside the scope are skipped, so nothing in namespace b is reconciled or written again.
         reader = ScopeReader(client, "faults")
@@ -166,16 +170,23 @@ class Selected:
         self._api.interrupt()
 
 
-def drain(client: redis.Redis) -> dict[str, dict[str, Any] | None]:
-    """Run a worker of shard s0 until the queue is empty; returns what each reconcile read of its object."""
+def worker_of(client: redis.Redis, seen: dict[str, dict[str, Any] | None],
+              selectors: Selectors | None = None) -> ShardWorker:
+    """A worker of shard s0 that records in ``seen`` what each reconcile read of its object."""
     keys = Keys.for_controller("faults")
     Membership(client, keys, "s0").heartbeat()
     Assigner(client, keys).rebalance()
+    return ShardWorker(RateLimitingQueue(client, keys, bucket=None),
+                       lambda request, ctx: seen.update({request.key: ctx.get(request)}),
+                       controller="faults", shard="s0", owner="w1", get_timeout=0.05,
+                       cache=CacheReader(client), resource=WIDGETS, selectors=selectors)
+
+
+def drain(client: redis.Redis) -> dict[str, dict[str, Any] | None]:
+    """Run a worker of shard s0 until the queue is empty; returns what each reconcile read of its object."""
+    keys = Keys.for_controller("faults")
     seen: dict[str, dict[str, Any] | None] = {}
-    worker = ShardWorker(RateLimitingQueue(client, keys, bucket=None),
-                         lambda request, ctx: seen.update({request.key: ctx.get(request)}),
-                         controller="faults", shard="s0", owner="w1", get_timeout=0.05,
-                         cache=CacheReader(client), resource=WIDGETS)
+    worker = worker_of(client, seen)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
@@ -187,9 +198,9 @@ def drain(client: redis.Redis) -> dict[str, dict[str, Any] | None]:
     return seen
 
 
-def test_a_restart_with_a_narrower_selector_reconciles_only_a_still_queued_unselected_key_once_as_deleted(
-        redis_url):
+def test_a_restart_with_a_narrower_selector_reconciles_a_still_queued_unselected_key_only_as_deleted(redis_url):
     client = redis.Redis.from_url(redis_url)
+    keys = Keys.for_controller("faults")
     api = FakeListWatch()
     api.put("gold", metadata={"labels": {"tier": "gold"}})
     api.put("plain-done")
@@ -202,21 +213,35 @@ def test_a_restart_with_a_narrower_selector_reconciles_only_a_still_queued_unsel
     finally:
         first.stop()
     assert set(drain(client)) == {"ns1/gold", "ns1/plain-done", "ns1/plain-queued"}
-    RateLimitingQueue(client, Keys.for_controller("faults"), bucket=None).add("ns1/plain-queued")  # a late change
+    RateLimitingQueue(client, keys, bucket=None).add("ns1/plain-queued")  # a late change
 
-    second = leader(client, Selected(api, {"tier": "gold"}))  # the restart with -l tier=gold
-    second.start()
+    # The restart with -l tier=gold: this pod's worker runs before its leader has listed anything, while
+    # the cache still holds the previous run's copy of plain-queued, which tier=gold does not select.
+    seen: dict[str, dict[str, Any] | None] = {}
+    worker = worker_of(client, seen, Selectors.of("tier=gold", None))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    second = leader(client, Selected(api, {"tier": "gold"}), label_selector="tier=gold")
     try:
+        # Taken and put back for later, not reconciled with the previous run's cached copy.
+        eventually(lambda: client.zscore(keys.delayed, "ns1/plain-queued") is not None, timeout=10)
+        assert seen == {} and cached(client, "ns1/plain-queued")
+        second.start()
         eventually(lambda: second.has_synced, timeout=10)
-        # The first list under the new selector removed the unselected objects from the cache.
+        # The first list under the new selector removed the unselected objects from the cache...
         assert cached(client, "ns1/gold")
         assert not cached(client, "ns1/plain-done") and not cached(client, "ns1/plain-queued")
-        seen = drain(client)
+        # ...and then the leader published that it listed with tier=gold: the waiting key is reconciled.
+        eventually(lambda: Scope.load(client, "faults").listed == Selectors.of("tier=gold", None), timeout=10)
+        eventually(lambda: {"ns1/gold", "ns1/plain-queued"} <= set(seen) and client.hlen(keys.dirty) == 0
+                   and client.hlen(keys.processing) == 0 and client.zcard(keys.delayed) == 0, timeout=15)
     finally:
+        worker.stop()
+        thread.join(timeout=10)
         second.stop()
         client.close()
     # The new leader queues only the objects it lists. A key of the old selector still queued from the
-    # previous run is reconciled once as a deletion (ctx.get() is None), as in client-go when an object
+    # previous run is reconciled once, as a deletion (ctx.get() is None), as in client-go when an object
     # leaves a selector: a reconciler that writes only objects it can read writes nothing outside it.
     assert set(seen) == {"ns1/gold", "ns1/plain-queued"}
     assert seen["ns1/plain-queued"] is None and seen["ns1/gold"] is not None

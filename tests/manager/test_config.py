@@ -7,6 +7,7 @@ import os
 import pytest
 import redis
 
+from shard_operator.cache.scope import Selectors
 from shard_operator.cli import build_parser, config_from_args, load_operator
 from shard_operator.config import Config, redact_url
 from shard_operator.errors import ConfigError
@@ -106,6 +107,15 @@ def test_each_worker_process_knows_the_namespaces_its_manager_watches() -> None:
     narrowed = Manager(widgets, Config(pod_name="p", workers=2, namespaces=["a", "b"]))
     assert [spec.namespaces for spec in narrowed._specs()] == [("a", "b")] * 2
     assert [spec.namespaces for spec in Manager(widgets, Config(pod_name="p"))._specs()] == [None]
+
+
+def test_each_worker_process_knows_the_selectors_its_manager_lists_the_primary_resource_with() -> None:
+    widgets = load_operator("examples.widgets:operator")
+    narrowed = Manager(widgets, parse("--pod-name", "p", "--workers", "2", "--label-selector", "app=new",
+                                      "--field-selector", "metadata.name!=x"))
+    assert [spec.selectors for spec in narrowed._specs()] == [Selectors("app=new", "metadata.name!=x")] * 2
+    plain = Manager(widgets, Config(pod_name="p"))._specs()
+    assert [spec.selectors for spec in plain] == [Selectors.of(widgets.label_selector, widgets.field_selector)]
 
 
 @pytest.mark.parametrize(("text", "redacted"), [

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from shard_operator import metrics
+from shard_operator.cache.scope import Scope, Selectors
 from shard_operator.keys import Keys
 from shard_operator.manager.leading import Coordinator, LeaderRunner
 from tests.waiting import eventually
@@ -53,15 +54,21 @@ class FlakyRedis(fakeredis.FakeRedis):
 
 
 class Op:
-    name, namespaces = "demo", None
+    name, resource, namespaces = "demo", "widgets", None
+    label_selector = field_selector = None
 
     def handlers_by_resource(self):
         return {"widgets": []}
 
 
+class OpWithSecrets(Op):
+    def handlers_by_resource(self):
+        return {"widgets": [], "secrets": []}  # the primary resource, and one more watched for its events
+
+
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 3600.0  # ticks are driven by the test
-    namespaces = None
+    namespaces = label_selector = field_selector = None
 
 
 @pytest.fixture
@@ -163,3 +170,40 @@ def test_the_ring_and_claim_counters_exist_at_zero_as_soon_as_leading_begins():
             assert f'{counter}{{controller="fresh-leader"}} 0.0' in exposed
     finally:
         leader.stop()
+
+
+def test_the_selectors_are_published_only_once_the_primary_resources_first_list_is_in_the_cache(runner):
+    runner.operator = OpWithSecrets()
+    runner.config.label_selector = "app=new"  # a restart with -l app=new
+    runner._client.set(Keys.for_controller("demo").scope,  # the previous run's leader, listed with app=old
+                       '{"namespaces": null, "selectors": {"label": "app=old", "field": null}}')
+    runner.start()
+    primary, secondary = runner.created
+    primary.has_synced = secondary.has_synced = False  # both lists still running
+    not_listed = Scope(None, None, tracks_selectors=True)
+    assert Scope.load(runner._client, "demo") == not_listed  # published before the informers started
+    tick(runner)
+    assert Scope.load(runner._client, "demo") == not_listed
+    primary.has_synced = True  # the primary's first list is in the cache (the secondary's need not be)
+    tick(runner)
+    listed = Scope(None, Selectors.of("app=new", None), tracks_selectors=True)
+    assert Scope.load(runner._client, "demo") == listed
+    assert listed.lists_with(Selectors.of("app=new", "")) and not not_listed.lists_with(Selectors.of("app=new", ""))
+
+
+def test_informers_started_afresh_after_redis_lost_its_data_publish_their_selectors_again_once_listed(runner):
+    runner.operator = OpWithSecrets()
+    runner.config.label_selector = "app=new"
+    runner.start()
+    tick(runner)
+    assert Scope.load(runner._client, "demo").listed == Selectors.of("app=new", None)
+    runner._client.flushall()  # Redis lost its data: the informers are started afresh
+    tick(runner)
+    fresh = runner.created[2]
+    fresh.has_synced = False
+    assert len(runner.created) == 4 and Scope.load(runner._client, "demo") == Scope(None, None, tracks_selectors=True)
+    tick(runner)
+    assert Scope.load(runner._client, "demo").listed is None  # the new first list is not in yet
+    fresh.has_synced = True
+    tick(runner)
+    assert Scope.load(runner._client, "demo").listed == Selectors.of("app=new", None)

@@ -5,6 +5,8 @@ redis-server with the worker in a thread."""
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -13,12 +15,15 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from shard_operator.cache.reader import CacheReader
+from shard_operator.cache.scope import Scope, Selectors
 from shard_operator.errors import TemporaryError, TerminalError
 from shard_operator.keys import Keys
 from shard_operator.queue import ManualClock, RateLimitingQueue
 from shard_operator.reconcile import Request, Result
 from shard_operator.sharding import Assigner, Membership
-from shard_operator.worker.runner import ShardWorker
+from shard_operator.source import Resource
+from shard_operator.worker.runner import SELECTOR_WAIT, ShardWorker
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis
@@ -239,7 +244,6 @@ def test_each_reconcile_gets_a_context_of_its_own_request_and_a_missing_part_say
 def test_a_reconcile_paused_past_its_claim_writes_nothing_and_its_key_is_reconciled_again(client):
     from shard_operator.client import EventRecorder
     from shard_operator.errors import ClaimLost
-    from shard_operator.source import Resource
     from shard_operator.testing.fake_api import FakeCache, FakeClient, ObjectStore
 
     widgets = Resource("example.shard-operator.dev", "v1", "widgets")
@@ -310,3 +314,65 @@ def test_a_key_outside_the_workers_own_namespaces_is_not_reconciled_while_redis_
         worker.stop()
         thread.join(timeout=10)
     assert seen == Counter({"a/kept": 1, "cluster-scoped": 1})  # b/dropped was done without a reconcile
+
+
+@pytest.mark.parametrize("batch", [1, 4], ids=["one-key loop", "batch loop"])
+@pytest.mark.parametrize("published", [Selectors.of("app=old", None), None], ids=["old selectors", "not listed yet"])
+def test_a_key_waits_unreconciled_until_the_leader_publishes_its_first_list_with_the_workers_selectors(
+        client, caplog, batch, published):
+    # A restart with -l app=new: until the new leader's first list is in the cache, the cache may still hold
+    # the previous run's copy of an object app=new no longer selects, and its key may still be queued.
+    clock = ManualClock()
+    Scope(None, published, tracks_selectors=True).publish(client, "unit")
+    queue_of(client, clock).add("ns/unselected")
+    seen: dict[str, object] = {}
+    queue = RateLimitingQueue(client, KEYS, bucket=None, clock=clock)
+    worker = ShardWorker(queue, lambda request, ctx: seen.update({request.key: ctx.get(request)}),
+                         controller="unit", shard="s0", owner="w1", threads=batch, batch=batch, get_timeout=0.05,
+                         cache=CacheReader(client), resource=Resource("example.com", "v1", "widgets"),
+                         selectors=Selectors.of("app=new", ""))
+    thread = threading.Thread(target=worker.run)
+    caplog.set_level(logging.INFO, logger="shard_operator.worker.runner")
+    thread.start()
+    try:
+        for _ in range(2):  # taken, not reconciled, and back in the queue, due SELECTOR_WAIT later
+            eventually(lambda: delayed_by(client, clock, "ns/unselected") == SELECTOR_WAIT
+                       and not client.hlen(KEYS.dirty) and not client.hlen(KEYS.processing), timeout=10)
+            assert seen == {}
+            clock.step(SELECTOR_WAIT)  # due: handed out again (and put back again, due later than now)
+        waiting = [r for r in caplog.records if "waits for the leader's first list" in r.getMessage()]
+        assert len(waiting) == 1 and "app=new" in waiting[0].getMessage()  # one line per interval, not per key
+
+        # The new leader's first list is in the cache (without the unselected object): the key is reconciled,
+        # as a deletion.
+        Scope(None, Selectors.of("app=new", None), tracks_selectors=True).publish(client, "unit")
+
+        def reconciled() -> bool:
+            clock.step(SELECTOR_WAIT)  # each round the worker's scope reader may still hold the old record
+            return "ns/unselected" in seen
+
+        eventually(reconciled, timeout=10, interval=0.2)
+        eventually(lambda: idle(client), timeout=10)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    assert seen == {"ns/unselected": None}
+    assert queue.num_requeues("ns/unselected") == 0  # waiting is not a failure of the key
+
+
+def test_a_scope_record_without_selectors_from_an_older_leader_lets_the_worker_reconcile(client):
+    client.set(KEYS.scope, json.dumps({"namespaces": None}))  # what a leader before selector scopes wrote
+    assert Scope.load(client, "unit").lists_with(Selectors.of("app=new", None))
+    queue_of(client).add("ns/a")
+    seen: Counter = Counter()
+    worker = ShardWorker(RateLimitingQueue(client, KEYS, bucket=None), lambda request, ctx: seen.update([request.key]),
+                         controller="unit", shard="s0", owner="w1", get_timeout=0.05,
+                         selectors=Selectors.of("app=new", None))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        eventually(lambda: seen and idle(client), timeout=10)
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    assert seen == Counter({"ns/a": 1})
