@@ -69,6 +69,10 @@ class Selectors:
     def of(cls, label: str | None, field: str | None) -> Selectors:
         return cls(label or None, field or None)
 
+    def selects_all(self) -> bool:
+        """No selector: every object of the resource is selected, so no cached one can be out of scope."""
+        return self.label is None and self.field is None
+
     def __str__(self) -> str:
         return f"label selector {self.label or '(none)'}, field selector {self.field or '(none)'}"
 
@@ -100,8 +104,10 @@ class Scope:
 
     def lists_with(self, selectors: Selectors) -> bool:
         """Whether the cache holds the leader's list with ``selectors``: True once the first list with them
-        is in the cache, and for a record that does not track selectors (unknown: reconcile as before)."""
-        return not self.tracks_selectors or self.listed == selectors
+        is in the cache, for a record that does not track selectors (unknown: reconcile as before), and
+        always for no selectors (a worker that selects every object never waits: a cached copy, even one
+        from a previous run with other selectors, is never outside its scope)."""
+        return selectors.selects_all() or not self.tracks_selectors or self.listed == selectors
 
     def publish(self, client: redis.Redis, controller: str) -> None:
         value: dict[str, object] = {"namespaces": None if self.namespaces is None else sorted(self.namespaces)}

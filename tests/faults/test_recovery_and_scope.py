@@ -269,3 +269,15 @@ def test_a_scope_contains_keys_of_its_namespaces_and_every_cluster_scoped_key():
     assert scope.contains("a/x") and scope.contains("c/y") and scope.contains("cluster-scoped")
     assert not scope.contains("b/x")
     assert Scope().contains("b/x") and Scope().contains("cluster-scoped")
+
+
+def test_a_worker_without_selectors_never_waits_for_the_leaders_list_but_one_with_selectors_does():
+    not_listed_yet = Scope(frozenset(["a"]), listed=None, tracks_selectors=True)
+    listed_gold = Scope(frozenset(["a"]), listed=Selectors.of("tier=gold", None), tracks_selectors=True)
+    everything = Selectors.of(None, None)
+    gold = Selectors.of("tier=gold", None)
+    # no selector: every object is selected, so no cached copy is out of scope and nothing needs waiting
+    assert not_listed_yet.lists_with(everything) and listed_gold.lists_with(everything)
+    assert not not_listed_yet.lists_with(gold) and listed_gold.lists_with(gold)
+    assert not listed_gold.lists_with(Selectors.of("tier=gold", "status.phase=Running"))
+    assert Scope.of(["a"]).lists_with(gold)  # an older leader's record without selectors: as before
