@@ -13,7 +13,7 @@ help:
 	@echo "make run        set up, then run the example operator on the embedded control plane + Redis"
 	@echo "make test       set up, lint, type-check and run the whole test suite"
 	@echo "make test-fast  the unit tests only (no control plane, no redis-server)"
-	@echo "make loadtest   a short run of every load scenario and fault (about 5 minutes; reports in loadtest/results/)"
+	@echo "make loadtest   a short run of every load scenario and fault (about 6 minutes on 2 cores; reports in loadtest/results/)"
 	@echo "make lock       refresh $(LOCK) and the image's $(RUNTIME_LOCK) (exact versions with hashes) from pyproject.toml's ranges"
 	@echo "make bench-queue  the work-queue benchmark (figures in loadtest/results/)"
 	@echo "make bench-e2e    the end-to-end benchmark: 1,000 Widgets through the whole pipeline"
