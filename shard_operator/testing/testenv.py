@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shard_operator.errors import TestEnvError
-from shard_operator.testing.binaries import DEFAULT_VERSION
+from shard_operator.testing.binaries import DEFAULT_VERSION, VERSION_VARIABLE
 from shard_operator.testing.binaries import kubernetes_version as _kubernetes_version
 from shard_operator.testing.controlplane import ControlPlane
 from shard_operator.testing.redis_server import RedisServer
@@ -72,14 +72,16 @@ def testenv_up(folder: Path, kubernetes_version: str | None = None) -> tuple[Tes
     """Start the environment in ``folder`` unless it already runs; returns (state, started_now).
 
     ``kubernetes_version`` as for :class:`ControlPlane` (:class:`~shard_operator.errors.ConfigError` if
-    unsupported); raises :class:`TestEnvError` if an environment of another version already runs in
-    ``folder`` (stop it first with ``down``).
+    unsupported). A running environment is reused whatever its version unless one was asked for
+    (argument or variable): then one of another version raises :class:`TestEnvError` (stop it first
+    with ``down``).
     """
     existing = TestEnvState.load(folder)
     if existing is not None:
         if existing.alive():
-            wanted = _kubernetes_version(kubernetes_version)
             running = existing.kubernetes_version or DEFAULT_VERSION
+            asked = kubernetes_version or os.environ.get(VERSION_VARIABLE)
+            wanted = _kubernetes_version(asked) if asked else running
             if wanted != running:
                 raise TestEnvError(f"the test environment in {folder} runs Kubernetes {running}, not {wanted}; "
                                    "stop it first with `shard-operator testenv down`")

@@ -62,13 +62,18 @@ def test_an_unsupported_kubernetes_version_fails_with_one_line_naming_the_suppor
     assert len(lines) == 1 and "unsupported Kubernetes version '1.35'" in lines[0] and "1.34, 1.37" in lines[0]
 
 
-def test_up_refuses_a_version_other_than_the_running_environment_s(tmp_path):
+def test_up_reuses_the_running_environment_unless_another_version_is_asked_for(tmp_path, monkeypatch):
     from shard_operator.errors import TestEnvError
     from shard_operator.testing.testenv import TestEnvState, testenv_up
 
     running = TestEnvState(kubeconfig="k", redis_url="r", server_url="s", pids={"etcd": os.getpid()},
                            kubernetes_version="1.34")
     running.save(tmp_path)
+    monkeypatch.delenv("SHARD_OPERATOR_KUBERNETES_VERSION", raising=False)
     assert testenv_up(tmp_path, "1.34") == (running, False)
+    assert testenv_up(tmp_path) == (running, False)
     with pytest.raises(TestEnvError, match=r"runs Kubernetes 1\.34, not 1\.37.*testenv down"):
         testenv_up(tmp_path, "1.37")
+    monkeypatch.setenv("SHARD_OPERATOR_KUBERNETES_VERSION", "1.37")
+    with pytest.raises(TestEnvError, match=r"not 1\.37"):
+        testenv_up(tmp_path)
