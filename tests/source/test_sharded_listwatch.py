@@ -155,6 +155,18 @@ class TestServerWithoutSharding:
             list_watch.list(namespace, limit=10, continue_token=None)
         assert info.value.selector == LOWER.selector
 
+    def test_an_informer_on_a_range_never_syncs_and_logs_why(self, api, namespace, caplog):
+        create_configmaps(api, namespace, 3, "plain")
+        informer = Informer(CONFIGMAPS, lambda event: None, api_client=api, namespaces=namespace, shard_range=LOWER,
+                            backoff=Backoff(initial=0.1, maximum=0.5)).start()
+        try:
+            assert not informer.wait_for_sync(2)
+            assert informer.list() == []
+        finally:
+            informer.stop()
+        assert any("ShardingUnsupportedError" in record.getMessage() and "ShardedListAndWatch" in record.getMessage()
+                   for record in caplog.records)
+
     def test_the_filter_fallback_partitions_the_objects_in_list_and_watch_on_the_client(
             self, api, namespace, range_watchers):
         listed = create_configmaps(api, namespace, 20, "before")
