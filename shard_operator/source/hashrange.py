@@ -68,6 +68,11 @@ class HashRange:
         """Whether ``obj`` (an API object with ``metadata.uid``) lies in this range."""
         return self.contains_uid(str((obj.get("metadata") or {}).get("uid", "")))
 
+    def intersection(self, other: HashRange) -> HashRange | None:
+        """The hashes in both ranges, or None when they do not overlap."""
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return HashRange(start, end) if start < end else None
+
     def __str__(self) -> str:
         return f"[{_hex(self.start)}, {_hex(self.end)})"
 

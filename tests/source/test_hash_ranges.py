@@ -39,3 +39,7 @@ class TestHashRanges:
         assert holder.start <= uid_hash(uid) < holder.end
         assert holder.contains({"metadata": {"uid": uid}})
         assert sum(r.contains_uid(uid) for r in HashRange.split(4)) == 1
+
+    def test_the_intersection_of_two_ranges_is_what_both_hold(self):
+        assert HashRange(0, 10).intersection(HashRange(5, 20)) == HashRange(5, 10)
+        assert HashRange(0, 10).intersection(HashRange(10, 20)) is None
