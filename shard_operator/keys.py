@@ -37,6 +37,7 @@ The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
     :ns:<namespace>    SET   keys of the kind in the namespace
     :owner:<uid>       SET   keys whose ownerReferences name <uid>
     :replace:<token>   SET   keys of a relist in progress (deleted when it ends)
+    :hashes            HASH  key -> uid hash, 16 hex digits (sharded ingest only: a ranged relist's scope)
 
 The RQ job workers, shared by every controller (rq keeps its own ``rq:*`` keys)::
 
@@ -50,9 +51,9 @@ import string
 from dataclasses import dataclass
 
 __all__ = [
-    "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "QUEUE_TEMPLATES", "Keys", "alive_key", "index_key",
-    "kind_prefix", "lua_names", "namespace_key", "objects_key", "owner_key", "replace_key", "sweep_lock_key",
-    "validate_shard_id", "versions_key",
+    "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "QUEUE_TEMPLATES", "Keys", "alive_key", "hashes_key",
+    "index_key", "kind_prefix", "lua_names", "namespace_key", "objects_key", "owner_key", "replace_key",
+    "sweep_lock_key", "validate_shard_id", "versions_key",
 ]
 
 DEFAULT_NAMESPACE = "so"
@@ -88,6 +89,7 @@ CACHE_TEMPLATES: dict[str, str] = {
     "namespace": "ns:{namespace}",
     "owner": "owner:{uid}",
     "replace": "replace:{token}",
+    "hashes": "hashes",
 }
 
 _FORBIDDEN = set("{}| \t\r\n")
@@ -253,6 +255,11 @@ def namespace_key(kind: str, namespace: str) -> str:
 
 def owner_key(kind: str, owner_uid: str) -> str:
     return _cache_key(kind, "owner", uid=owner_uid)
+
+
+def hashes_key(kind: str) -> str:
+    """key -> the uid hash of the cached object (16 hex digits), kept by a writer of a sharded ingest."""
+    return _cache_key(kind, "hashes")
 
 
 def replace_key(kind: str, token: str) -> str:
