@@ -56,10 +56,11 @@ rm -f "$dest/.stamp"
 echo "building kube-apiserver, etcd and kube-controller-manager $k8s_version into $dest"
 echo "(the first build of a version downloads ~150 modules and compiles ~2,500 packages: 5-20 minutes)"
 
+# Each progress line is flushed at once, so it shows when the output goes to a pipe or a log file too.
 # 1. Modules: `go mod download -x` prints one "# get" line per request; show a count every 100.
 echo "[1/3] downloading modules (cached ones are skipped)"
 go mod download -x 2>&1 | awk '
-  /^# get .*: 200 OK/ { n++; if (n % 100 == 0) printf "      %d files fetched\n", n; next }
+  /^# get .*: 200 OK/ { n++; if (n % 100 == 0) { printf "      %d files fetched\n", n; fflush() } next }
   /^# get / { next }
   { print }
   END { printf "      %d files fetched\n", n }'
@@ -68,7 +69,8 @@ go mod download -x 2>&1 | awk '
 total=$(go list -deps ./cmd/... | wc -l)
 echo "[2/3] compiling (up to $total packages; cached ones are skipped), then linking three binaries (1-3 minutes)"
 go build -v -trimpath -o "$dest/" -ldflags "$ldflags" ./cmd/... 2>&1 | awk -v total="$total" '
-  /^[A-Za-z0-9._~\/-]+$/ { n++; if (n % 100 == 0) printf "      %d/%d packages compiled\n", n, total; next }
+  /^[A-Za-z0-9._~\/-]+$/ { n++; if (n % 100 == 0) { printf "      %d/%d packages compiled\n", n, total; fflush() }
+                           next }
   { print }
   END { printf "      %d packages compiled\n", n }'
 
