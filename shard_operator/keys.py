@@ -27,6 +27,9 @@ The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`K
     :jobs:<key>        HASH  job name -> {"id", "generation"} of the object's current RQ job
     :errors            HASH  key -> the last reconcile error of a retrying key ("ExcType: message")
     :scope             STRING JSON: the namespaces the leader watches now (workers skip other keys)
+    :ingest:plan       STRING JSON: sharded ingest, which member watches which uid-hash range
+    :ingest:members    ZSET  ingest member (a manager) -> last heartbeat
+    :ingest:synced     HASH  ingest member -> the latest plan epoch whose ranges it has listed
 
 The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
 ``Resource.name``, e.g. ``widgets.v1.example.com``; a key is ``namespace/name`` or ``name``)::
@@ -79,6 +82,9 @@ QUEUE_TEMPLATES: dict[str, str] = {
     "job_index": "jobs:{key}",
     "errors": "errors",
     "scope": "scope",
+    "ingest_plan": "ingest:plan",
+    "ingest_members": "ingest:members",
+    "ingest_synced": "ingest:synced",
 }
 
 #: name -> template after ``so:cache:{<kind>}:``.
@@ -217,6 +223,18 @@ class Keys:
     @property
     def scope(self) -> str:
         return self._key("scope")
+
+    @property
+    def ingest_plan(self) -> str:
+        return self._key("ingest_plan")
+
+    @property
+    def ingest_members(self) -> str:
+        return self._key("ingest_members")
+
+    @property
+    def ingest_synced(self) -> str:
+        return self._key("ingest_synced")
 
     def ready(self, shard: str) -> str:
         return self._key("ready", shard=validate_shard_id(shard))
