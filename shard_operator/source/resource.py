@@ -11,10 +11,12 @@ tests can put a fake in its place.
 With a ``shard_range`` (:class:`~shard_operator.source.hashrange.HashRange`), every LIST and WATCH
 carries the ``shardSelector`` of that range (server-side sharded list and watch, Kubernetes >= 1.36
 with the ``ShardedListAndWatch`` gate), and the first page of every list is checked for the server's
-echo in ``metadata.shardInfo``. A server that ignored the selector answered the whole collection:
-``unsharded="error"`` (the default) raises :class:`~shard_operator.errors.ShardingUnsupportedError`,
-``unsharded="filter"`` keeps only the range's objects on the client (the same result, without the
-savings on the server and the wire).
+echo in ``metadata.shardInfo`` (Kubernetes 1.37 echoes it for built-in resources, not for custom
+resources, which it filters all the same). Without an echo every object is checked against the range
+on the client; one outside it shows the server ignored the selector and answered the whole
+collection: ``unsharded="error"`` (the default) raises
+:class:`~shard_operator.errors.ShardingUnsupportedError`, ``unsharded="filter"`` keeps only the range's
+objects (the same result, without the savings on the server and the wire).
 """
 
 from __future__ import annotations
@@ -102,9 +104,9 @@ class ApiListWatch:
     """:class:`ListWatch` over a ``kubernetes.client.ApiClient`` with server-side selectors.
 
     ``shard_range`` restricts it to the objects whose uid hash lies in that range (see the module's
-    docstring for ``unsharded``). :attr:`server_sharded` says what the last list's first page showed:
-    True when the server applied the selector, False when it ignored it (filtered here), None before
-    the first list or without a range.
+    docstring for ``unsharded``). :attr:`server_sharded` says what the lists showed: True when the
+    server echoed the selector, False when it answered objects outside the range (filtered here), None
+    before the first list, without a range, or while nothing proved either (no echo, every object in range).
     """
 
     def __init__(self, api_client: ApiClient, resource: Resource, *, label_selector: str | None = None,
@@ -142,7 +144,7 @@ class ApiListWatch:
             if continue_token is None:
                 self._check_shard_info(meta)
             if not self.server_sharded:
-                items = [item for item in items if self._shard_range.contains(item)]
+                items = self._keep_in_range(items)
         kind = str(body.get("kind", ""))
         if kind.endswith("List"):  # items of built-in lists come without apiVersion and kind
             for item in items:
@@ -156,22 +158,40 @@ class ApiListWatch:
         return self._shard_range
 
     def _check_shard_info(self, meta: dict[str, Any]) -> None:
-        """Compare the first page's ``shardInfo`` with the selector sent; set :attr:`server_sharded`."""
+        """Compare the first page's ``shardInfo`` with the selector sent; True sets :attr:`server_sharded`.
+
+        Without an echo, the answer is not trusted (None) but not refused either: Kubernetes 1.37 filters
+        custom resources by the selector without echoing it. Their items are then checked one by one
+        (:meth:`_keep_in_range`): an object outside the range proves the server ignored the selector.
+        """
         assert self._shard_range is not None
         sent = self._shard_range.selector
         echoed = (meta.get("shardInfo") or {}).get("selector")
-        if echoed == sent:
-            self.server_sharded = True
-            return
-        if echoed is not None:  # a server that applied some other selector: never take its list as ours
+        if echoed is not None and echoed != sent:  # never take a list of some other selector as ours
             raise ShardingUnsupportedError(
                 f"{self._resource.name}: the API server echoed shardSelector {echoed!r}, not the {sent!r} "
                 "that was sent", selector=sent)
+        if echoed == sent:
+            self.server_sharded = True
+        elif self.server_sharded:
+            self.server_sharded = None  # it echoed before: a restarted server may run without the gate now
+
+    def _keep_in_range(self, items: _Batch) -> _Batch:
+        """The items in the range; an item outside it means the server ignored the selector: raise
+        (``unsharded="error"``) or drop it, saying so once (``"filter"``)."""
+        assert self._shard_range is not None
+        kept = [item for item in items if self._shard_range.contains(item)]
+        if len(kept) < len(items):
+            self._ignored()
+        return kept
+
+    def _ignored(self) -> None:
+        assert self._shard_range is not None
         if self._unsharded == "error":
             raise ShardingUnsupportedError(
-                f"{self._resource.name}: the API server ignored shardSelector (no metadata.shardInfo in its "
-                "list): server-side sharded list and watch needs Kubernetes >= 1.36 with the feature gate "
-                "ShardedListAndWatch=true", selector=sent)
+                f"{self._resource.name}: the API server ignored shardSelector (it answered objects outside "
+                f"the range {self._shard_range}): server-side sharded list and watch needs Kubernetes >= 1.36 "
+                "with the feature gate ShardedListAndWatch=true", selector=self._shard_range.selector)
         if self.server_sharded is not False:
             log.warning("%s: the API server ignored shardSelector (Kubernetes < 1.36 or the ShardedListAndWatch "
                         "gate off); filtering the range %s here", self._resource.name, self._shard_range)
@@ -189,7 +209,7 @@ class ApiListWatch:
         socket (one or more): a reflector with a batch handler handles them in one go."""
         query = [*self._selectors, ("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
-        # Unless the last list showed the server applies the shard selector, filter the events here.
+        # Unless the last list's echo showed the server applies the shard selector, check the events here.
         keep = self._in_range if self._shard_range is not None and not self.server_sharded else None
         # The read timeout outlasts the server's own timeout, so a healthy watch ends cleanly.
         response = self._get(namespace, query, timeout_seconds + 15.0)
@@ -220,11 +240,13 @@ class ApiListWatch:
             response.release_conn()
 
     def _in_range(self, event: dict[str, Any]) -> bool:
-        """Whether a watch event concerns the shard range (bookmarks and errors always do)."""
+        """Whether a watch event concerns the shard range (bookmarks and errors always do); one that does
+        not means the server ignored the selector (see :meth:`_ignored`)."""
         assert self._shard_range is not None
-        if event.get("type") in ("BOOKMARK", "ERROR"):
+        if event.get("type") in ("BOOKMARK", "ERROR") or self._shard_range.contains(event.get("object") or {}):
             return True
-        return self._shard_range.contains(event.get("object") or {})
+        self._ignored()
+        return False
 
     def interrupt(self) -> None:
         with self._lock:
