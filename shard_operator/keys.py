@@ -30,6 +30,8 @@ The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`K
     :ingest:plan       STRING JSON: sharded ingest, which member watches which uid-hash range
     :ingest:members    ZSET  ingest member (a manager) -> last heartbeat
     :ingest:synced     HASH  ingest member -> the latest plan epoch whose ranges it has listed
+    :ingest:marker:<member>  STRING a token the member wrote when it (re)started its informers: gone
+                       or changed means Redis lost its data, and the member relists
 
 The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
 ``Resource.name``, e.g. ``widgets.v1.example.com``; a key is ``namespace/name`` or ``name``)::
@@ -41,6 +43,8 @@ The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
     :owner:<uid>       SET   keys whose ownerReferences name <uid>
     :replace:<token>   SET   keys of a relist in progress (deleted when it ends)
     :hashes            HASH  key -> uid hash, 16 hex digits (sharded ingest only: a ranged relist's scope)
+    :tombstone:<key>   STRING resourceVersion of the key's deletion, for a few minutes (sharded ingest only:
+                       an older event from another member's overlapping informer cannot resurrect it)
 
 The RQ job workers, shared by every controller (rq keeps its own ``rq:*`` keys)::
 
@@ -85,6 +89,7 @@ QUEUE_TEMPLATES: dict[str, str] = {
     "ingest_plan": "ingest:plan",
     "ingest_members": "ingest:members",
     "ingest_synced": "ingest:synced",
+    "ingest_marker": "ingest:marker:{member}",
 }
 
 #: name -> template after ``so:cache:{<kind>}:``.
@@ -96,6 +101,7 @@ CACHE_TEMPLATES: dict[str, str] = {
     "owner": "owner:{uid}",
     "replace": "replace:{token}",
     "hashes": "hashes",
+    "tombstone": "tombstone:{key}",
 }
 
 _FORBIDDEN = set("{}| \t\r\n")
@@ -235,6 +241,9 @@ class Keys:
     @property
     def ingest_synced(self) -> str:
         return self._key("ingest_synced")
+
+    def ingest_marker(self, member: str) -> str:
+        return self._key("ingest_marker", member=member)
 
     def ready(self, shard: str) -> str:
         return self._key("ready", shard=validate_shard_id(shard))

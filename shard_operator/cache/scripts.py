@@ -40,10 +40,15 @@ end
 """
 
 # KEYS[1] = objects hash (routes the call); ARGV: prefix, key, resourceVersion, JSON, owner uids ("a,b"),
-# and optionally the uid hash (16 hex digits; recorded for ranged relists). Returns 1 if written, 0 if the
-# stored resourceVersion is the same or newer.
+# and optionally the uid hash (16 hex digits; recorded for ranged relists; with it, a deletion's tombstone
+# at the same or a newer version refuses the write). Returns 1 if written, 0 if the stored resourceVersion
+# (or the tombstone's) is the same or newer.
 UPSERT = _COMMON + """
 local key, rv, body, owners, hash = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] or ''
+if hash ~= '' then
+  local dead = redis.call('GET', K_tombstone(key))
+  if dead and not newer(rv, dead) then return 0 end
+end
 
 local stored = redis.call('HGET', K_versions, key)
 if stored and not newer(rv, stored) then return 0 end
@@ -60,10 +65,15 @@ if ns then redis.call('SADD', K_namespace(ns), key) end
 return 1
 """
 
-# ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional).
-# Returns 1 if removed, 0 if absent or stored newer (the object was re-created since).
+# ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional), and optionally the seconds to
+# keep a tombstone of it ('' = none; sharded ingest). Returns 1 if removed, 0 if absent or stored newer
+# (the object was re-created since).
 DELETE = _COMMON + """
-local key, rv = ARGV[2], ARGV[3]
+local key, rv, keep = ARGV[2], ARGV[3], ARGV[4] or ''
+if keep ~= '' and rv ~= '' then
+  local dead = redis.call('GET', K_tombstone(key))
+  if not dead or newer(rv, dead) then redis.call('SET', K_tombstone(key), rv, 'EX', tonumber(keep)) end
+end
 local stored = redis.call('HGET', K_versions, key)
 if not stored then return 0 end
 if rv ~= '' and newer(stored, rv) then return 0 end

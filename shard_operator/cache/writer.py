@@ -26,6 +26,7 @@ __all__ = ["CacheWriter"]
 
 _BATCH = 500
 _SCAN = 50  # keys a relist's removal step looks at per script call (each removal touches ~5 keys)
+_TOMBSTONE_SECONDS = 600  # sharded ingest: how long a deletion refuses older writes of its key
 
 
 class CacheWriter:
@@ -45,7 +46,10 @@ class CacheWriter:
       :class:`~shard_operator.source.hashrange.HashRange`): with ``uid_hashes=True`` every write also
       records the object's uid hash, and ``replace(..., shard_range=)`` removes only keys whose recorded
       hash lies in that range, so one writer's relist never removes another range's objects. A key
-      written without a hash belongs to no range: only an unranged replace removes it.
+      written without a hash belongs to no range: only an unranged replace removes it. Such a writer
+      also keeps a tombstone of each deletion's resourceVersion for ten minutes, so an older event
+      of the key from another member's overlapping informer (a range being handed over) cannot bring
+      a deleted object back.
     """
 
     def __init__(self, client: redis.Redis, *, uid_hashes: bool = False) -> None:
@@ -76,8 +80,9 @@ class CacheWriter:
     def delete(self, kind: str, key: str, resource_version: str | None = None) -> bool:
         """Remove ``key``; with ``resource_version`` (the deletion's), only if not re-created since."""
         with redis_errors():
+            keep = str(_TOMBSTONE_SECONDS) if self._uid_hashes else ""
             return bool(self._delete(keys=[keys.objects_key(kind)],
-                                     args=[keys.kind_prefix(kind), key, resource_version or ""]))
+                                     args=[keys.kind_prefix(kind), key, resource_version or "", keep]))
 
     def replace(self, kind: str, objects: Iterable[dict[str, Any]], *, namespace: str | None = None,
                 resource_version: str | None = None, shard_range: HashRange | None = None) -> int:

@@ -120,3 +120,17 @@ def test_a_ranged_relist_removes_only_keys_whose_uid_hashes_into_its_range(clien
 def test_a_ranged_relist_needs_a_writer_that_records_uid_hashes(client):
     with pytest.raises(ValueError, match="uid_hashes=True"):
         CacheWriter(client).replace(KIND, [], shard_range=HashRange.split(2)[0])
+
+
+def test_a_sharded_writer_never_brings_a_deleted_object_back_with_an_older_event(client):
+    """Two members watch a range while it is handed over: one may write an older event of a key after the
+    other wrote its deletion; the deletion's tombstone refuses it, and a re-creation is written."""
+    writer = CacheWriter(client, uid_hashes=True)
+    writer.upsert(KIND, ranged("w", 5, "uid-1"))
+    assert writer.delete(KIND, "ns1/w", "7")
+    assert not writer.upsert(KIND, ranged("w", 6, "uid-1"))  # the other member's late MODIFIED
+    assert not writer.delete(KIND, "ns1/w", "6")
+    assert writer.replace(KIND, [ranged("w", 5, "uid-1")], resource_version="5", shard_range=HashRange(0, 1 << 64)) == 0
+    assert cached(client) == {}
+    assert writer.upsert(KIND, ranged("w", 9, "uid-2"))  # re-created after the deletion
+    assert cached(client) == {"ns1/w": "9"}
