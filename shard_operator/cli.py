@@ -144,6 +144,11 @@ def add_run_parser(commands: Any) -> None:
     _option(run, "job-workers", int, None, "RQ job-worker processes in this pod "
             "(default: 1 if the operator registered a background task, else 0)")
     _option(run, "job-timeout", float, _DEFAULTS.job_timeout, "default time limit of a background job in seconds")
+    sharded = (_env("sharded-ingest") or "").lower()
+    run.add_argument("--sharded-ingest", action="store_true", default=sharded in ("1", "true", "yes", "on"),
+                     help="every pod lists and watches the uid-hash ranges of the primary resource the leader "
+                          "assigns it (server-side sharded list and watch: Kubernetes >= 1.36 with the feature "
+                          f"gate ShardedListAndWatch; refused otherwise) (env {ENV_PREFIX}SHARDED_INGEST=1)")
     _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
     _option(run, "log-format", str, "text", "text (one readable line per record) or json (one object per "
             "line, for log pipelines)")
@@ -204,7 +209,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "redis_url", "kubeconfig", "workers", "threads", "label_selector", "field_selector", "qps", "burst",
         "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
         "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout", "job_workers",
-        "job_timeout")}
+        "job_timeout", "sharded_ingest")}
     values["namespaces"] = args.namespaces or args.env_namespaces
     config = Config(**values)
     if args.pod_name:

@@ -124,6 +124,9 @@ class Config:
     #: RQ job-worker processes in this pod; None: one if the operator registered any task, else none.
     job_workers: int | None = None
     job_timeout: float = 180.0
+    #: Server-side sharded ingest of the primary resource (Kubernetes >= 1.36 with ShardedListAndWatch): every
+    #: pod lists and watches the uid-hash ranges the leader assigns it, instead of the leader seeing every event.
+    sharded_ingest: bool = False
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

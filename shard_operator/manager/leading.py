@@ -22,6 +22,7 @@ from shard_operator.cache.scope import Scope, namespaces_cached
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
+from shard_operator.ingest import IngestRegistry
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import Assigner
@@ -41,14 +42,16 @@ log = logging.getLogger(__name__)
 class Coordinator:
     """The leader's periodic duties, every ``interval`` seconds in one thread (the first tick one
     interval after :meth:`start`): publish the ring of live shards (moving queued keys on a change),
-    re-queue keys whose claim expired, and report the shard and queue-depth metrics. Redis errors
+    re-queue keys whose claim expired, with ``sharded_ingest`` publish the next ingest plan
+    (:class:`~shard_operator.ingest.IngestRegistry`), and report the shard and queue-depth metrics. Redis errors
     are logged and retried at the next tick; the first tick that succeeds after failed ones calls
     ``on_recovered`` (Redis is back: whatever backs off because of it may retry now)."""
 
     def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float,
                  watchdog: Callable[[], None] | None = None,
-                 on_recovered: Callable[[], None] | None = None) -> None:
+                 on_recovered: Callable[[], None] | None = None, sharded_ingest: bool = False) -> None:
         keys = Keys.for_controller(controller)
+        self.ingest = IngestRegistry(client, keys, member_ttl=member_ttl) if sharded_ingest else None
         self._watchdog = watchdog
         self._on_recovered = on_recovered
         self._failing = False
@@ -96,6 +99,13 @@ class Coordinator:
         if reaped:
             metrics.CLAIM_EXPIRIES.labels(self.controller).inc(reaped)
             log.info("%d expired claims of %s re-queued", reaped, self.controller)
+        if self.ingest is not None:
+            previous = self.ingest.plan()
+            plan = self.ingest.plan_tick()
+            if previous is None or plan.epoch != previous.epoch or plan.settled != previous.settled:
+                log.info("sharded ingest of %s: plan epoch %d, %s: %s", self.controller, plan.epoch,
+                         "settled" if plan.settled else "handing over",
+                         ", ".join(f"{member} {'+'.join(map(str, ranges))}" for member, ranges in plan.watch.items()))
         metrics.LIVE_SHARDS.labels(self.controller).set(self._client.llen(self._keys.ring))
         metrics.QUEUE_DEPTH.labels(self.controller).set(self.queue.len())
 
@@ -130,6 +140,10 @@ class LeaderRunner:
     published (:class:`~shard_operator.cache.scope.Scope`, read by the workers) and the cached
     objects of every namespace outside them are removed, so a restart with a narrower
     ``--namespace`` reconciles nothing it no longer watches.
+
+    Sharded ingest (``config.sharded_ingest``): the leader runs no informer for the primary resource
+    (every pod's :class:`~.ingesting.IngestRunner` lists and watches its ranges of it); the coordinator
+    publishes the plan of ranges instead. The other watched resources stay with the leader.
     """
 
     def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
@@ -141,6 +155,7 @@ class LeaderRunner:
         self._coordinator: Coordinator | None = None
         self._marker = Keys.for_controller(operator.name).cache_marker
         self._leading = False
+        self._started = False  # the informers were started (there may be none: sharded ingest)
         self._lock = threading.Lock()
 
     @property
@@ -150,7 +165,7 @@ class LeaderRunner:
     @property
     def has_synced(self) -> bool:
         informers = list(self._informers)
-        return bool(informers) and all(informer.has_synced for informer in informers)
+        return self._started and all(informer.has_synced for informer in informers)
 
     def start(self) -> None:
         """Start leading: the coordinator at once, the informers as soon as Redis takes the cache marker
@@ -161,7 +176,8 @@ class LeaderRunner:
             self._leading = True
             self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
                                             interval=self.config.coordinate_interval, watchdog=self._check_cache,
-                                            on_recovered=self._retry_informers)
+                                            on_recovered=self._retry_informers,
+                                            sharded_ingest=self.config.sharded_ingest)
             self._coordinator.start()
             self._try_start_informers()
 
@@ -179,9 +195,11 @@ class LeaderRunner:
         self._client.set(self._marker, self.config.pod_name)
         self._limit_to_scope()
         self._informers = [self._informer(resource, handlers)
-                           for resource, handlers in self.operator.handlers_by_resource().items()]
+                           for resource, handlers in self.operator.handlers_by_resource().items()
+                           if not (self.config.sharded_ingest and resource == self.operator.resource)]
         for informer in self._informers:
             informer.start()
+        self._started = True
 
     def _limit_to_scope(self) -> None:
         """Publish the primary resource's namespaces and drop cached objects outside them."""
@@ -212,18 +230,19 @@ class LeaderRunner:
         with self._lock:
             if not self._leading:
                 return  # stopped meanwhile
-            if not self._informers:
+            if not self._started:
                 self._try_start_informers()
                 return
         if self._client.exists(self._marker):
             return
         with self._lock:
-            if not self._leading or not self._informers:
+            if not self._leading or not self._started:
                 return
             log.warning("the shared cache of %s is gone (Redis lost its data): relisting every resource",
                         self.operator.name)
             metrics.CACHE_RELISTS.labels(self.operator.name).inc()
             old, self._informers = self._informers, []
+            self._started = False
             for informer in old:
                 informer.stop(timeout=2.0)
             self._try_start_informers()
@@ -231,6 +250,7 @@ class LeaderRunner:
     def stop(self) -> None:
         with self._lock:
             self._leading = False
+            self._started = False
             informers, self._informers = self._informers, []
             coordinator, self._coordinator = self._coordinator, None
         for informer in informers:

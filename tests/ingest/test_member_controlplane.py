@@ -43,11 +43,13 @@ def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 class Seen:
     """The handlers of every member: the shared cache write (as the leader's dispatcher does it) and, per
-    key, the resourceVersion of the last event seen."""
+    key, the newest resourceVersion seen of it and of its deletion (the members' overlapping informers
+    may deliver an older event after a newer one)."""
 
     def __init__(self, cache: CacheWriter) -> None:
         self.cache = cache
         self.last: dict[str, int] = {}
+        self.deleted: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
@@ -55,9 +57,8 @@ class Seen:
             self.cache.apply(KIND, event)
         version = int(event.resource_version or 0)
         with self.lock:
-            self.last[event.key] = max(self.last.get(event.key, 0), version)
-            if event.type is EventType.DELETED:
-                self.last[event.key] = -version  # seen deleted
+            seen = self.deleted if event.type is EventType.DELETED else self.last
+            seen[event.key] = max(seen.get(event.key, 0), version)
 
 
 class Churn:
@@ -98,7 +99,7 @@ def configmap(name: str, step: int = 0) -> client.V1ConfigMap:
 
 def test_a_range_moving_between_members_under_churn_loses_no_change(api, namespace, redis_url):
     connection = redis.Redis.from_url(redis_url)
-    cache = CacheWriter(connection, uid_hashes=True)
+    cache = CacheWriter(connection, uid_hashes=True)  # with tombstones: overlapping informers resurrect nothing
     seen = Seen(cache)
     core = client.CoreV1Api(api)
     names = [f"cm-{uuid.uuid4().hex[:6]}-{i}" for i in range(30)]
@@ -143,12 +144,22 @@ def test_a_range_moving_between_members_under_churn_loses_no_change(api, namespa
             cached = {key.decode(): int(rv) for key, rv in connection.hgetall(versions_key(KIND)).items()
                       if key.decode().startswith(f"{namespace}/")}
             with seen.lock:
-                last = {key: version for key, version in seen.last.items() if version > 0}
-            with seen.lock:
-                deleted = all(seen.last.get(f"{namespace}/{name}", 0) < 0 for name in doomed)
-            return cached == truth and deleted and all(last.get(key) == version for key, version in truth.items())
+                last, deleted = dict(seen.last), set(seen.deleted)
+            return (cached == truth and all(last.get(key) == version for key, version in truth.items())
+                    and all(f"{namespace}/{name}" in deleted for name in doomed))
 
-        eventually(converged, timeout=30, what="the cache and the handlers to reach the API server's state")
+        try:
+            eventually(converged, timeout=30, what="the cache and the handlers to reach the API server's state")
+        except AssertionError:
+            cached = {key.decode(): int(rv) for key, rv in connection.hgetall(versions_key(KIND)).items()
+                      if key.decode().startswith(f"{namespace}/")}
+            with seen.lock:
+                last, deleted = dict(seen.last), set(seen.deleted)
+            raise AssertionError(
+                f"cache - API: {sorted(set(cached.items()) - set(truth.items()))}; "
+                f"API - cache: {sorted(set(truth.items()) - set(cached.items()))}; "
+                f"last events behind: {[(k, last.get(k), v) for k, v in truth.items() if last.get(k) != v]}; "
+                f"deletions unseen: {[n for n in doomed if f'{namespace}/{n}' not in deleted]}") from None
     finally:
         for each in members.values():
             each.stop()

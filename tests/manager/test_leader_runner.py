@@ -58,6 +58,7 @@ class Op:
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 3600.0  # ticks are driven by the test
     namespaces = None
+    sharded_ingest = False
 
 
 @pytest.fixture
