@@ -68,12 +68,15 @@ def add_testenv_parser(commands: Any) -> None:
     testenv.add_argument("--dir", type=Path, default=None,
                          help="state folder (default: $SHARD_OPERATOR_TESTENV_DIR, else "
                               "~/.local/state/shard-operator/testenv)")
+    testenv.add_argument("--kubernetes-version", default=None, metavar="MINOR",
+                         help="the Kubernetes version to build or start: 1.34 or 1.37 (1.37 serves sharded "
+                              "list and watch; default $SHARD_OPERATOR_KUBERNETES_VERSION, else 1.34)")
     actions = testenv.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build kube-apiserver, etcd and kube-controller-manager from "
                                "source (needs Go >= 1.24; 5-20 minutes the first time)")
     build.add_argument("--dest", type=Path, default=None,
                        help="folder for the binaries (default: ~/.cache/shard-operator/controlplane/bin, "
-                            "where the test environment looks for them)")
+                            "controlplane-1.37/bin for 1.37, where the test environment looks for them)")
     actions.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and redis-server "
                        "in the background")
     actions.add_parser("down", help="stop them and remove the state folder")
@@ -146,6 +149,11 @@ def add_run_parser(commands: Any) -> None:
     _option(run, "job-workers", int, None, "RQ job-worker processes in this pod "
             "(default: 1 if the operator registered a background task, else 0)")
     _option(run, "job-timeout", float, _DEFAULTS.job_timeout, "default time limit of a background job in seconds")
+    sharded = (_env("sharded-ingest") or "").lower()
+    run.add_argument("--sharded-ingest", action="store_true", default=sharded in ("1", "true", "yes", "on"),
+                     help="every pod lists and watches the uid-hash ranges of the primary resource the leader "
+                          "assigns it (server-side sharded list and watch: Kubernetes >= 1.36 with the feature "
+                          f"gate ShardedListAndWatch; refused otherwise) (env {ENV_PREFIX}SHARDED_INGEST=1)")
     _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
     _option(run, "log-format", str, "text", "text (one readable line per record) or json (one object per "
             "line, for log pipelines)")
@@ -206,7 +214,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "redis_url", "kubeconfig", "workers", "threads", "claim_batch", "label_selector", "field_selector", "qps",
         "burst", "metrics_address", "metrics_dir", "lease_namespace", "lease_name", "lease_duration", "renew_deadline",
         "retry_period", "claim_ttl", "member_ttl", "heartbeat_interval", "drain_timeout", "job_workers",
-        "job_timeout", "redis_password_file")}
+        "job_timeout", "redis_password_file", "sharded_ingest")}
     values["namespaces"] = args.namespaces or args.env_namespaces
     config = Config(**values)
     if args.pod_name:
@@ -257,15 +265,16 @@ def _controller_seen(status: dict[str, Any]) -> bool:
 
 def cmd_testenv(args: argparse.Namespace) -> int:
     if args.action == "build":
-        from shard_operator.testing.binaries import build_controlplane, user_cache_bin_dir
+        from shard_operator.testing.binaries import build_controlplane, kubernetes_version, user_cache_bin_dir
 
-        build_controlplane(args.dest or user_cache_bin_dir())
+        version = kubernetes_version(args.kubernetes_version)
+        build_controlplane(args.dest or user_cache_bin_dir(version), version)
         return 0
     from shard_operator.testing import testenv
 
     folder = args.dir or testenv.default_state_dir()
     if args.action == "up":
-        state, started = testenv.testenv_up(folder)
+        state, started = testenv.testenv_up(folder, args.kubernetes_version)
         print("started" if started else "already running", file=sys.stderr)
         print("\n".join(testenv.env_lines(state)))
         return 0
@@ -281,7 +290,8 @@ def cmd_testenv(args: argparse.Namespace) -> int:
     if args.action == "env":
         print("\n".join(testenv.env_lines(running, export=args.export)))
     else:
-        print(f"running: API server {running.server_url}, Redis {running.redis_url}")
+        version = running.kubernetes_version or "1.34"
+        print(f"running: API server {running.server_url} (Kubernetes {version}), Redis {running.redis_url}")
     return 0
 
 

@@ -113,6 +113,9 @@ class Config:
     #: A file holding the Redis password (a mounted Secret): :meth:`validate` adds it to ``redis_url``, so
     #: the password is in no environment variable that the worker and job processes inherit.
     redis_password_file: str | None = None
+    #: Server-side sharded ingest of the primary resource (Kubernetes >= 1.36 with ShardedListAndWatch): every
+    #: pod lists and watches the uid-hash ranges the leader assigns it, instead of the leader seeing every event.
+    sharded_ingest: bool = False
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

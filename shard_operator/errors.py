@@ -21,6 +21,7 @@ modules (storage, queue, cache, sharding, jobs) import redis::
     │   ├── UnregisteredTaskError  the task name is not in the task registry; nothing runs
     │   └── JobSerializationError  job arguments or a job's result are not JSON
     ├── AlreadyOwnedError        set_controller_reference: another controller owns the object
+    ├── ShardingUnsupportedError the API server ignored a shard selector (Kubernetes < 1.36 or the gate off)
     ├── ApiError                 the Kubernetes API answered with an error (status, reason), or did not answer
     │   ├── TransportError       no answer: connection refused or reset, TLS failure, timeout (status None)
     │   ├── NotFoundError        404
@@ -51,6 +52,7 @@ __all__ = [
     "QueueError",
     "ReconcileError",
     "ShardOperatorError",
+    "ShardingUnsupportedError",
     "ShutDownError",
     "StorageError",
     "TemporaryError",
@@ -119,6 +121,16 @@ class AlreadyOwnedError(ShardOperatorError):
     def __init__(self, message: str, *, owner: dict[str, Any]) -> None:
         super().__init__(message)
         self.owner = owner
+
+
+class ShardingUnsupportedError(ShardOperatorError):
+    """The API server does not honour ``shardSelector`` (server-side sharded LIST and WATCH): it is
+    older than Kubernetes 1.36 or runs without the ``ShardedListAndWatch`` feature gate, so its list
+    came back without ``metadata.shardInfo``. ``selector`` is the selector that was sent."""
+
+    def __init__(self, message: str, *, selector: str) -> None:
+        super().__init__(message)
+        self.selector = selector
 
 
 class ApiError(ShardOperatorError):

@@ -32,6 +32,11 @@ The queue and the ring of one controller, under ``so:{<controller>}`` (:class:`K
     :jobs:<key>        HASH  job name -> {"id", "generation"} of the object's current RQ job
     :errors            HASH  key -> the last reconcile error of a retrying key ("ExcType: message")
     :scope             STRING JSON: the namespaces the leader watches now (workers skip other keys)
+    :ingest:plan       STRING JSON: sharded ingest, which member watches which uid-hash range
+    :ingest:members    ZSET  ingest member (a manager) -> last heartbeat
+    :ingest:synced     HASH  ingest member -> the latest plan epoch whose ranges it has listed
+    :ingest:marker:<member>  STRING a token the member wrote when it (re)started its informers: gone
+                       or changed means Redis lost its data, and the member relists
 
 The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
 ``Resource.name``, e.g. ``widgets.v1.example.com``; a key is ``namespace/name`` or ``name``)::
@@ -42,6 +47,9 @@ The shared object cache of one kind, under ``so:cache:{<kind>}`` (``<kind>`` is
     :ns:<namespace>    SET   keys of the kind in the namespace
     :owner:<uid>       SET   keys whose ownerReferences name <uid>
     :replace:<token>   SET   keys of a relist in progress (deleted when it ends)
+    :hashes            HASH  key -> uid hash, 16 hex digits (sharded ingest only: a ranged relist's scope)
+    :tombstone:<key>   STRING resourceVersion of the key's deletion, for a few minutes (sharded ingest only:
+                       an older event from another member's overlapping informer cannot resurrect it)
 
 The RQ job workers, shared by every controller::
 
@@ -62,8 +70,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "CACHE_PREFIX", "CACHE_TEMPLATES", "DEFAULT_NAMESPACE", "DEFAULT_QUEUE", "QUEUE_TEMPLATES", "Keys", "alive_key",
-    "controller_queue", "index_key", "job_id", "kind_prefix", "lua_names", "namespace_key", "objects_key",
-    "owner_key", "replace_key", "sweep_lock_key", "validate_shard_id", "versions_key",
+    "controller_queue", "hashes_key", "index_key", "job_id", "kind_prefix", "lua_names", "namespace_key",
+    "objects_key", "owner_key", "replace_key", "sweep_lock_key", "validate_shard_id", "versions_key",
 ]
 
 DEFAULT_NAMESPACE = "so"
@@ -92,6 +100,10 @@ QUEUE_TEMPLATES: dict[str, str] = {
     "job_index": "jobs:{key}",
     "errors": "errors",
     "scope": "scope",
+    "ingest_plan": "ingest:plan",
+    "ingest_members": "ingest:members",
+    "ingest_synced": "ingest:synced",
+    "ingest_marker": "ingest:marker:{member}",
 }
 
 #: name -> template after ``so:cache:{<kind>}:``.
@@ -102,6 +114,8 @@ CACHE_TEMPLATES: dict[str, str] = {
     "namespace": "ns:{namespace}",
     "owner": "owner:{uid}",
     "replace": "replace:{token}",
+    "hashes": "hashes",
+    "tombstone": "tombstone:{key}",
 }
 
 _FORBIDDEN = set("{}| \t\r\n")
@@ -242,6 +256,21 @@ class Keys:
     def scope(self) -> str:
         return self._key("scope")
 
+    @property
+    def ingest_plan(self) -> str:
+        return self._key("ingest_plan")
+
+    @property
+    def ingest_members(self) -> str:
+        return self._key("ingest_members")
+
+    @property
+    def ingest_synced(self) -> str:
+        return self._key("ingest_synced")
+
+    def ingest_marker(self, member: str) -> str:
+        return self._key("ingest_marker", member=member)
+
     def ready(self, shard: str) -> str:
         return self._key("ready", shard=validate_shard_id(shard))
 
@@ -279,6 +308,11 @@ def namespace_key(kind: str, namespace: str) -> str:
 
 def owner_key(kind: str, owner_uid: str) -> str:
     return _cache_key(kind, "owner", uid=owner_uid)
+
+
+def hashes_key(kind: str) -> str:
+    """key -> the uid hash of the cached object (16 hex digits), kept by a writer of a sharded ingest."""
+    return _cache_key(kind, "hashes")
 
 
 def replace_key(kind: str, token: str) -> str:

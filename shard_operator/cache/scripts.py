@@ -35,18 +35,27 @@ local function remove(key)
   unindex(key)
   redis.call('HDEL', K_objects, key)
   redis.call('HDEL', K_versions, key)
+  redis.call('HDEL', K_hashes, key)
 end
 """
 
-# KEYS[1] = objects hash (routes the call); ARGV: prefix, key, resourceVersion, JSON, owner uids ("a,b").
-# Returns 1 if written, 0 if the stored resourceVersion is the same or newer.
+# KEYS[1] = objects hash (routes the call); ARGV: prefix, key, resourceVersion, JSON, owner uids ("a,b"),
+# and optionally the uid hash (16 hex digits; recorded for ranged relists; with it, a deletion's tombstone
+# at the same or a newer version refuses the write). Returns 1 if written, 0 if the stored resourceVersion
+# (or the tombstone's) is the same or newer.
 UPSERT = _COMMON + """
-local key, rv, body, owners = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local key, rv, body, owners, hash = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] or ''
+if hash ~= '' then
+  local dead = redis.call('GET', K_tombstone(key))
+  if dead and not newer(rv, dead) then return 0 end
+end
+
 local stored = redis.call('HGET', K_versions, key)
 if stored and not newer(rv, stored) then return 0 end
 unindex(key)
 redis.call('HSET', K_objects, key, body)
 redis.call('HSET', K_versions, key, rv)
+if hash ~= '' then redis.call('HSET', K_hashes, key, hash) end
 if owners ~= '' then
   redis.call('HSET', K_owners, key, owners)
   for uid in string.gmatch(owners, '[^,]+') do redis.call('SADD', K_owner(uid), key) end
@@ -56,10 +65,15 @@ if ns then redis.call('SADD', K_namespace(ns), key) end
 return 1
 """
 
-# ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional).
-# Returns 1 if removed, 0 if absent or stored newer (the object was re-created since).
+# ARGV: prefix, key, resourceVersion of the deletion ('' = unconditional), and optionally the seconds to
+# keep a tombstone of it ('' = none; sharded ingest). Returns 1 if removed, 0 if absent or stored newer
+# (the object was re-created since).
 DELETE = _COMMON + """
-local key, rv = ARGV[2], ARGV[3]
+local key, rv, keep = ARGV[2], ARGV[3], ARGV[4] or ''
+if keep ~= '' and rv ~= '' then
+  local dead = redis.call('GET', K_tombstone(key))
+  if not dead or newer(rv, dead) then redis.call('SET', K_tombstone(key), rv, 'EX', tonumber(keep)) end
+end
 local stored = redis.call('HGET', K_versions, key)
 if not stored then return 0 end
 if rv ~= '' and newer(stored, rv) then return 0 end
@@ -68,10 +82,22 @@ return 1
 """
 
 # ARGV: prefix, the relist's key set, the list's resourceVersion ('' = unconditional), namespace ('' = all),
-# cursor, count -> {next cursor ('0' = done), removed}. One HSCAN (SSCAN for a namespace) step over the
-# scope: removes each scanned key the relist did not return, unless it is newer than the list.
+# cursor, count, and for a ranged relist the range's bounds (hex as in a shardSelector, '' = no range)
+# -> {next cursor ('0' = done), removed}. One HSCAN (SSCAN for a namespace) step over the scope: removes
+# each scanned key the relist did not return, unless it is newer than the list; in a ranged relist only
+# keys whose recorded uid hash lies in the range (a key without one belongs to no range: kept).
 REPLACE_STEP = _COMMON + """
 local listed, rv, ns = ARGV[2], ARGV[3], ARGV[4]
+local low, high = ARGV[7] or '', ARGV[8] or ''
+local function below(a, b)  -- fixed-width hex (16 digits; 2^64, the end of the space, has 17)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function in_range(key)
+  if low == '' then return true end
+  local hash = redis.call('HGET', K_hashes, key)
+  return hash ~= false and not below(hash, low) and below(hash, high)
+end
 local reply, candidates = nil, {}
 if ns == '' then
   reply = redis.call('HSCAN', K_versions, ARGV[5], 'COUNT', tonumber(ARGV[6]))
@@ -82,7 +108,7 @@ else
 end
 local removed = 0
 for _, key in ipairs(candidates) do
-  if redis.call('SISMEMBER', listed, key) == 0 then
+  if redis.call('SISMEMBER', listed, key) == 0 and in_range(key) then
     local stored = redis.call('HGET', K_versions, key)
     if stored and (rv == '' or not newer(stored, rv)) then
       remove(key)

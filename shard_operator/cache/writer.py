@@ -17,6 +17,7 @@ import redis
 from shard_operator import codec, keys
 from shard_operator.cache.scripts import DELETE, REPLACE_STEP, UPSERT
 from shard_operator.source.event import Event, EventType, Handler
+from shard_operator.source.hashrange import HashRange, uid_hash
 from shard_operator.source.reflector import StreamingListHook
 from shard_operator.source.resource import object_key
 from shard_operator.storage import pipelined_script_calls, redis_errors
@@ -25,6 +26,7 @@ __all__ = ["CacheWriter"]
 
 _BATCH = 500
 _SCAN = 50  # keys a relist's removal step looks at per script call (each removal touches ~5 keys)
+_TOMBSTONE_SECONDS = 600  # sharded ingest: how long a deletion refuses older writes of its key
 
 
 class CacheWriter:
@@ -40,10 +42,19 @@ class CacheWriter:
       objects and removes keys the list lacks, but keeps objects newer than the list's version.
     - One writer (the leader's informer) per kind; Redis errors raise
       :class:`~shard_operator.errors.StorageError`.
+    - Sharded ingest (several writers, each listing and watching one range of the uid hash,
+      :class:`~shard_operator.source.hashrange.HashRange`): with ``uid_hashes=True`` every write also
+      records the object's uid hash, and ``replace(..., shard_range=)`` removes only keys whose recorded
+      hash lies in that range, so one writer's relist never removes another range's objects. A key
+      written without a hash belongs to no range: only an unranged replace removes it. Such a writer
+      also keeps a tombstone of each deletion's resourceVersion for ten minutes, so an older event
+      of the key from another member's overlapping informer (a range being handed over) cannot bring
+      a deleted object back.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, uid_hashes: bool = False) -> None:
         self._redis = client
+        self._uid_hashes = uid_hashes
         self._upsert = client.register_script(UPSERT)
         self._delete = client.register_script(DELETE)
         self._replace_step = client.register_script(REPLACE_STEP)
@@ -51,7 +62,7 @@ class CacheWriter:
     def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
         """Store ``obj``; False when the cache already holds this or a newer version."""
         with redis_errors():
-            return bool(self._upsert(keys=[keys.objects_key(kind)], args=_upsert_args(kind, obj)))
+            return bool(self._upsert(keys=[keys.objects_key(kind)], args=self._upsert_args(kind, obj)))
 
     def upsert_many(self, kind: str, objects: Iterable[dict[str, Any]]) -> int:
         """Store many objects in pipelined batches; returns how many were written."""
@@ -69,13 +80,15 @@ class CacheWriter:
     def delete(self, kind: str, key: str, resource_version: str | None = None) -> bool:
         """Remove ``key``; with ``resource_version`` (the deletion's), only if not re-created since."""
         with redis_errors():
+            keep = str(_TOMBSTONE_SECONDS) if self._uid_hashes else ""
             return bool(self._delete(keys=[keys.objects_key(kind)],
-                                     args=[keys.kind_prefix(kind), key, resource_version or ""]))
+                                     args=[keys.kind_prefix(kind), key, resource_version or "", keep]))
 
     def replace(self, kind: str, objects: Iterable[dict[str, Any]], *, namespace: str | None = None,
-                resource_version: str | None = None) -> int:
+                resource_version: str | None = None, shard_range: HashRange | None = None) -> int:
         """Make ``namespace`` (None: every key of the kind) hold exactly ``objects``, as listed at
-        ``resource_version``; returns how many keys were removed.
+        ``resource_version``; returns how many keys were removed. With ``shard_range`` (a writer made
+        with ``uid_hashes=True``), the scope is that range's part of the namespace or kind.
 
         A staged replace, every script bounded by a few hundred keys: the objects are upserted into the
         live hashes and their keys recorded in a relist token set, then the scope is scanned with a
@@ -84,6 +97,9 @@ class CacheWriter:
         them, since its scan covers every key of the scope. ``objects`` is read once, so a relist can
         stream its pages through here without the leader holding the whole list.
         """
+        if shard_range is not None and not self._uid_hashes:
+            raise ValueError("a ranged replace needs a CacheWriter made with uid_hashes=True")
+        bounds = [f"{shard_range.start:016x}", f"{shard_range.end:016x}"] if shard_range else ["", ""]
         names: list[str] = []
 
         def named() -> Iterator[dict[str, Any]]:
@@ -103,7 +119,7 @@ class CacheWriter:
             pipe.execute()
             while True:
                 cursor, count = self._replace_step(keys=[keys.objects_key(kind)],
-                                                   args=[*args, cursor, str(_SCAN)])
+                                                   args=[*args, cursor, str(_SCAN), *bounds])
                 removed, cursor = removed + int(count), _text(cursor)
                 if cursor == "0":
                     break
@@ -123,17 +139,25 @@ class CacheWriter:
             self.apply(kind, event)
         return handle
 
-    def list_hook_for(self, kind: str) -> StreamingListHook:
-        """An informer ``on_list_streamed`` hook that replaces the listed scope of ``kind`` in the cache."""
+    def list_hook_for(self, kind: str, shard_range: HashRange | None = None) -> StreamingListHook:
+        """An informer ``on_list_streamed`` hook that replaces the listed scope of ``kind`` in the cache
+        (for an informer of ``shard_range``, that range's part of it)."""
         def on_list(namespace: str | None, objects: Iterator[dict[str, Any]], resource_version: str) -> None:
-            self.replace(kind, objects, namespace=namespace, resource_version=resource_version)
+            self.replace(kind, objects, namespace=namespace, resource_version=resource_version,
+                         shard_range=shard_range)
         return on_list
 
     def _upsert_batch(self, kind: str, batch: list[dict[str, Any]]) -> int:
         objects_key = keys.objects_key(kind)
         with redis_errors():
             return sum(int(result) for result in pipelined_script_calls(
-                self._redis, self._upsert, [([objects_key], _upsert_args(kind, obj)) for obj in batch]))
+                self._redis, self._upsert, [([objects_key], self._upsert_args(kind, obj)) for obj in batch]))
+
+    def _upsert_args(self, kind: str, obj: dict[str, Any]) -> list[str | bytes]:
+        args = _upsert_args(kind, obj)
+        if self._uid_hashes:
+            args.append(f"{uid_hash(str((obj.get('metadata') or {}).get('uid', ''))):016x}")
+        return args
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,8 @@ kubeconfig, switch metrics to multiprocess mode, build the leader elector (the L
 worker pools. A failure there is a one-line ConfigError and leaves nothing behind. Starting then forks
 the W worker processes (before any thread of ours exists) and the job workers, and starts the health
 server's threads and the leader candidate. While leading, :class:`~.leading.LeaderRunner` runs the
-informers and the coordinator. The supervision loop restarts dead children; a readiness thread keeps
+informers and the coordinator; with ``--sharded-ingest`` every manager also runs its
+:class:`~.ingesting.IngestRunner`. The supervision loop restarts dead children; a readiness thread keeps
 the state that ``/readyz`` reports, so a probe never waits on Redis. Shutdown (SIGTERM, SIGINT or
 :meth:`Manager.stop`): stop leading and hand the Lease over at once, then let every worker finish its
 in-flight keys and leave the shard ring.
@@ -34,6 +35,7 @@ from shard_operator.keys import Keys, controller_queue
 from shard_operator.leaderelection import LeaderElector
 from shard_operator.manager.context import WorkerContextFactory
 from shard_operator.manager.health import HealthServer
+from shard_operator.manager.ingesting import IngestRunner
 from shard_operator.manager.leading import LeaderRunner
 from shard_operator.queue import TokenBucket
 from shard_operator.storage import connect, redis_errors
@@ -101,6 +103,7 @@ class Manager:
         self._pool: WorkerPool | None = None
         self._jobs: JobWorkerPool | None = None
         self._runner: LeaderRunner | None = None
+        self._ingest: IngestRunner | None = None
         self._elector: LeaderElector | None = None
         self._health: HealthServer | None = None
         self._last_loop = time.monotonic()
@@ -209,6 +212,9 @@ class Manager:
         except OSError as exc:
             raise ConfigError(f"--metrics-dir {folder}: {exc.strerror or exc}") from None
         self._runner = LeaderRunner(operator, config, self._api, self._redis)
+        if config.sharded_ingest:
+            self._ingest = IngestRunner(operator, config, self._api, self._redis)
+            self._ingest.check_supported()  # ConfigError on a server without sharded list and watch
         lease_namespace, lease_name = config.lease(operator.name)
         leader_status = metrics.LEADER_STATUS.labels(operator.name)
         self._elector = LeaderElector(  # checks the Lease's timings again (ConfigError)
@@ -235,6 +241,8 @@ class Manager:
             log.info("serving /healthz, /readyz and /metrics on %s", config.metrics_address)
         threading.Thread(target=self._readiness_loop, name="readiness", daemon=True).start()
         self._elector.start()
+        if self._ingest is not None:
+            self._ingest.start()
         lease_namespace, lease_name = config.lease(self.operator.name)
         log.info("manager %s started: %d worker(s) %s, lease %s/%s", config.pod_name, config.workers,
                  ", ".join(config.shard_ids), lease_namespace, lease_name)
@@ -272,6 +280,8 @@ class Manager:
             self._elector.release(timeout=self.config.renew_deadline + 2)  # stops the informers first
         if self._runner is not None:
             self._runner.stop()
+        if self._ingest is not None:
+            self._ingest.stop()
         if self._pool is not None:
             self._pool.stop(timeout=self.config.drain_timeout)
         if self._jobs is not None:

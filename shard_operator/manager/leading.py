@@ -20,6 +20,7 @@ from shard_operator.cache.scope import Scope, Selectors, namespaces_cached
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
+from shard_operator.ingest import IngestRegistry
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import Assigner
@@ -41,14 +42,16 @@ log = logging.getLogger(__name__)
 class Coordinator:
     """The leader's periodic duties, every ``interval`` seconds in one thread (the first tick one
     interval after :meth:`start`): publish the ring of live shards (moving queued keys on a change),
-    re-queue keys whose claim expired, and report the shard and queue-depth metrics. Redis errors
+    re-queue keys whose claim expired, with ``sharded_ingest`` publish the next ingest plan
+    (:class:`~shard_operator.ingest.IngestRegistry`), and report the shard and queue-depth metrics. Redis errors
     are logged and retried at the next tick; the first tick that succeeds after failed ones calls
     ``on_recovered`` (Redis is back: whatever backs off because of it may retry now)."""
 
     def __init__(self, client: redis.Redis, controller: str, *, member_ttl: float, interval: float,
                  watchdog: Callable[[], None] | None = None,
-                 on_recovered: Callable[[], None] | None = None) -> None:
+                 on_recovered: Callable[[], None] | None = None, sharded_ingest: bool = False) -> None:
         keys = Keys.for_controller(controller)
+        self.ingest = IngestRegistry(client, keys, member_ttl=member_ttl) if sharded_ingest else None
         self._watchdog = watchdog
         self._on_recovered = on_recovered
         self._failing = False
@@ -100,6 +103,13 @@ class Coordinator:
         if reaped:
             metrics.CLAIM_EXPIRIES.labels(self.controller).inc(reaped)
             log.info("%d expired claims of %s re-queued", reaped, self.controller)
+        if self.ingest is not None:
+            previous = self.ingest.plan()
+            plan = self.ingest.plan_tick()
+            if previous is None or plan.epoch != previous.epoch or plan.settled != previous.settled:
+                log.info("sharded ingest of %s: plan epoch %d, %s: %s", self.controller, plan.epoch,
+                         "settled" if plan.settled else "handing over",
+                         ", ".join(f"{member} {'+'.join(map(str, ranges))}" for member, ranges in plan.watch.items()))
         metrics.LIVE_SHARDS.labels(self.controller).set(self._client.llen(self._keys.ring))
         metrics.QUEUE_DEPTH.labels(self.controller).set(self.queue.len())
 
@@ -140,6 +150,12 @@ class LeaderRunner:
     nothing after a restart with a narrower ``--label-selector``/``--field-selector`` until the
     previous run's cached objects that the new selectors leave out are gone. A start of the informers
     afresh (Redis lost its data) publishes them as not listed again until the new first list is in.
+
+    Sharded ingest (``config.sharded_ingest``): the leader runs no informer for the primary resource
+    (every pod's :class:`~.ingesting.IngestRunner` lists and watches its ranges of it); the coordinator
+    publishes the plan of ranges instead. The other watched resources stay with the leader. Its scope
+    then tracks no selectors (the members' lists are not watched for completion): workers trust it, as
+    a scope of an older leader, so the narrower-selector window after a restart remains in this mode.
     """
 
     def __init__(self, operator: Operator, config: Config, api_client: ApiClient, client: redis.Redis) -> None:
@@ -153,6 +169,7 @@ class LeaderRunner:
         self._coordinator: Coordinator | None = None
         self._marker = Keys.for_controller(operator.name).cache_marker
         self._leading = False
+        self._started = False  # the informers were started (there may be none: sharded ingest)
         self._lock = threading.Lock()
 
     @property
@@ -162,7 +179,7 @@ class LeaderRunner:
     @property
     def has_synced(self) -> bool:
         informers = list(self._informers)
-        return bool(informers) and all(informer.has_synced for informer in informers)
+        return self._started and all(informer.has_synced for informer in informers)
 
     def start(self) -> None:
         """Start leading: the coordinator at once, the informers as soon as Redis takes the cache marker
@@ -173,7 +190,8 @@ class LeaderRunner:
             self._leading = True
             self._coordinator = Coordinator(self._client, self.operator.name, member_ttl=self.config.member_ttl,
                                             interval=self.config.coordinate_interval, watchdog=self._check_cache,
-                                            on_recovered=self._retry_informers)
+                                            on_recovered=self._retry_informers,
+                                            sharded_ingest=self.config.sharded_ingest)
             self._coordinator.start()
             self._try_start_informers()
 
@@ -193,11 +211,14 @@ class LeaderRunner:
         self._limit_to_scope()
         self._informers, self._primary, self._selectors_published = [], None, False
         for resource, handlers in self.operator.handlers_by_resource().items():
+            if self.config.sharded_ingest and resource == self.operator.resource:
+                continue  # every pod's ingest member lists and watches its ranges of it
             self._informers.append(self._informer(resource, handlers))
             if resource == self.operator.resource:
                 self._primary = self._informers[-1]
         for informer in self._informers:
             informer.start()
+        self._started = True
 
     def _limit_to_scope(self) -> None:
         """Publish the primary resource's namespaces (its selectors not listed yet) and drop cached
@@ -217,7 +238,7 @@ class LeaderRunner:
     def _scope(self, *, listed: bool) -> Scope:
         """This leader's scope; ``listed``: with the selectors of a first list that is in the cache."""
         return Scope(Scope.of(self._namespaces()).namespaces, self._selectors() if listed else None,
-                     tracks_selectors=True)
+                     tracks_selectors=not self.config.sharded_ingest)
 
     def _selectors(self) -> Selectors:
         """The primary resource's selectors: the flags, else the operator's own."""
@@ -253,19 +274,20 @@ class LeaderRunner:
         with self._lock:
             if not self._leading:
                 return  # stopped meanwhile
-            if not self._informers:
+            if not self._started:
                 self._try_start_informers()
                 return
         if self._client.exists(self._marker):
             self._publish_listed_selectors()
             return
         with self._lock:
-            if not self._leading or not self._informers:
+            if not self._leading or not self._started:
                 return
             log.warning("the shared cache of %s is gone (Redis lost its data): relisting every resource",
                         self.operator.name)
             metrics.CACHE_RELISTS.labels(self.operator.name).inc()
             old, self._informers = self._informers, []
+            self._started = False
             for informer in old:
                 informer.stop(timeout=2.0)
             self._try_start_informers()
@@ -273,6 +295,7 @@ class LeaderRunner:
     def stop(self) -> None:
         with self._lock:
             self._leading = False
+            self._started = False
             informers, self._informers, self._primary = self._informers, [], None
             coordinator, self._coordinator = self._coordinator, None
         for informer in informers:

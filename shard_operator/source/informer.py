@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shard_operator.errors import ConfigError
 from shard_operator.source.backoff import Backoff
 from shard_operator.source.event import Event, EventType, Handler, Transform, drop_managed_fields
+from shard_operator.source.hashrange import HashRange
 from shard_operator.source.reflector import BatchHandler, ListHook, Reflector, StreamingListHook
 from shard_operator.source.resource import ApiListWatch, ListWatch, Resource
 
@@ -52,6 +53,11 @@ class Informer:
     - Failures back off (``backoff``; at least ``Retry-After`` on a 429); ``retry_now()`` ends the
       waits after failures that were not 429s, for a caller that knows their cause has gone.
 
+    - ``shard_range`` restricts it to the objects whose uid hash lies in that range, selected by the
+      API server (sharded list and watch, Kubernetes >= 1.36 with its feature gate); a server that
+      ignores the selector makes each list fail with :class:`~shard_operator.errors.ShardingUnsupportedError`
+      (logged, retried with backoff), or with ``unsharded="filter"`` the range is filtered here.
+
     ``api_client`` is used for raw list/watch calls; ``list_watch`` replaces them (tests, fakes).
     """
 
@@ -62,12 +68,16 @@ class Informer:
                  resync_period: float | None = None, page_size: int = 500, watch_timeout: int = 45,
                  backoff: Backoff | None = None, name: str | None = None,
                  on_list_streamed: StreamingListHook | None = None,
-                 handler_many: BatchHandler | None = None) -> None:
+                 handler_many: BatchHandler | None = None, shard_range: HashRange | None = None,
+                 unsharded: Literal["error", "filter"] = "error") -> None:
         if list_watch is None:
             if api_client is None:
                 raise ConfigError("an Informer needs an api_client or a list_watch")
             list_watch = ApiListWatch(api_client, resource, label_selector=label_selector,
-                                      field_selector=field_selector)
+                                      field_selector=field_selector, shard_range=shard_range,
+                                      unsharded=unsharded)
+        elif shard_range is not None:
+            raise ConfigError("give an Informer shard_range with an api_client; a list_watch applies its own")
         if isinstance(namespaces, str):
             namespaces = [namespaces]
         if namespaces is not None and not resource.namespaced:

@@ -7,10 +7,16 @@ a controller. The controller manager runs the garbage collector, the namespace c
 the StatefulSet controller as the admin, so owner references cascade, deleted namespaces finish
 terminating and a StatefulSet's pod objects are created and deleted as in a real cluster.
 :attr:`ControlPlane.kubeconfig` is a kubeconfig file for the admin.
+
+``kubernetes_version`` picks the release (see :func:`~.binaries.kubernetes_version`: 1.34 by default,
+1.37, or ``$SHARD_OPERATOR_KUBERNETES_VERSION``). From 1.36 on the API server runs with the alpha
+feature gate ``ShardedListAndWatch`` on, so lists and watches honour ``shardSelector``
+(:attr:`ControlPlane.sharded_list_and_watch`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
@@ -24,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from shard_operator.errors import TestEnvError
-from shard_operator.testing.binaries import controlplane_binary
+from shard_operator.testing.binaries import VERSION_VARIABLE, controlplane_binary
+from shard_operator.testing.binaries import kubernetes_version as _kubernetes_version
 from shard_operator.testing.certs import ControlPlaneCerts, write_certs
 from shard_operator.testing.process import ManagedProcess, free_port, wait_until
 
@@ -41,6 +48,9 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # StatefulSets that create and delete their pods (which stay Pending: there is no scheduler or kubelet).
 CONTROLLERS = ("garbagecollector", "namespace", "statefulset")
 
+# The first minor whose API server has server-side sharded list and watch (KEP-5866, alpha).
+SHARDED_LIST_AND_WATCH_SINCE = (1, 36)
+
 
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager in a temporary folder; use as a context manager.
@@ -49,10 +59,16 @@ class ControlPlane:
     cores needs 10-30 s). ``apiserver_flags`` are appended to the API server's flags (a later
     flag wins, e.g. ``["--max-requests-inflight=5"]``). ``controllers`` names the controllers of
     kube-controller-manager to run; an empty tuple runs no controller manager at all.
+    ``kubernetes_version`` ("1.34", "1.37"; default ``$SHARD_OPERATOR_KUBERNETES_VERSION``, else 1.34)
+    picks the binaries (:class:`ConfigError` if unsupported); when it was chosen (argument or variable),
+    :meth:`start` checks that the API server reports that minor and raises :class:`TestEnvError` otherwise.
     """
 
     def __init__(self, *, workdir: Path | None = None, start_timeout: float = 120.0,
-                 apiserver_flags: Sequence[str] = (), controllers: Sequence[str] = CONTROLLERS) -> None:
+                 apiserver_flags: Sequence[str] = (), controllers: Sequence[str] = CONTROLLERS,
+                 kubernetes_version: str | None = None) -> None:
+        self._version_chosen = bool(kubernetes_version or os.environ.get(VERSION_VARIABLE))
+        self.kubernetes_version = _kubernetes_version(kubernetes_version)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="shard-operator-cp-"))
         self._start_timeout = start_timeout
@@ -86,6 +102,12 @@ class ControlPlane:
         if self._certs is None:
             raise TestEnvError("the control plane is not started")
         return self._certs
+
+    @property
+    def sharded_list_and_watch(self) -> bool:
+        """Whether the API server runs with ``ShardedListAndWatch`` on (Kubernetes >= 1.36)."""
+        major, minor = (int(part) for part in self.kubernetes_version.split("."))
+        return (major, minor) >= SHARDED_LIST_AND_WATCH_SINCE
 
     @property
     def pids(self) -> dict[str, int]:
@@ -136,14 +158,26 @@ class ControlPlane:
         self._apiserver.start()
         wait_until(self._apiserver_ready, timeout=self._start_timeout, what="kube-apiserver /readyz",
                    interval=0.25, alive=self._apiserver.raise_if_exited)
+        if self._version_chosen:
+            self._check_version()
         if self._controllers:
             self._start_controller_manager()
 
+    def _check_version(self) -> None:
+        """Raise :class:`TestEnvError` unless the API server is of :attr:`kubernetes_version`."""
+        served = json.loads(self.get_raw("/version"))
+        if f"{served.get('major')}.{served.get('minor')}".rstrip("+") != self.kubernetes_version:
+            binary = controlplane_binary("kube-apiserver", self.kubernetes_version)
+            raise TestEnvError(f"asked for Kubernetes {self.kubernetes_version}, but {binary} is "
+                               f"{served.get('gitVersion')}")
+
     def apiserver_argv(self) -> list[str]:
-        """The API server's command line: the test defaults, then ``apiserver_flags``."""
+        """The API server's command line: the test defaults (with ``ShardedListAndWatch`` on from 1.36),
+        then ``apiserver_flags``."""
         certs = self.certs
+        gates = ["--feature-gates=ShardedListAndWatch=true"] if self.sharded_list_and_watch else []
         return [
-            str(controlplane_binary("kube-apiserver")),
+            str(controlplane_binary("kube-apiserver", self.kubernetes_version)),
             f"--etcd-servers={self.etcd_url}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={certs.serving_cert}",
@@ -161,13 +195,14 @@ class ControlPlane:
             f"--service-account-signing-key-file={certs.sa_private}",
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
+            *gates,
             *self._apiserver_flags,
         ]
 
     def controller_manager_argv(self) -> list[str]:
         """kube-controller-manager as the admin (no per-controller service accounts), no leader election."""
         return [
-            str(controlplane_binary("kube-controller-manager")),
+            str(controlplane_binary("kube-controller-manager", self.kubernetes_version)),
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
@@ -195,7 +230,7 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         argv = [
-            str(controlplane_binary("etcd")),
+            str(controlplane_binary("etcd", self.kubernetes_version)),
             "--name=testenv",
             f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls={self.etcd_url}",

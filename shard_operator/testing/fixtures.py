@@ -4,7 +4,10 @@ Enable them in a ``conftest.py`` with ``pytest_plugins = ["shard_operator.testin
 
 - ``redis_server`` (session): one redis-server for the whole run.
 - ``redis_url`` (function): a URL of a database of that server, flushed before the test.
-- ``control_plane`` (session): etcd + kube-apiserver, with ``kubeconfig`` and ``api_client()``.
+- ``control_plane`` (session): etcd + kube-apiserver, with ``kubeconfig`` and ``api_client()``, of the
+  Kubernetes version given by ``pytest --kubernetes-version 1.37`` (else ``$SHARD_OPERATOR_KUBERNETES_VERSION``,
+  else 1.34). The option sets that variable for the whole run, so control planes a test starts itself
+  and the processes it runs use the same version.
 - ``namespace`` (function): a fresh namespace on the control plane, deleted afterwards.
 - ``operator_runner`` (function): starts :class:`~shard_operator.testing.OperatorRunner` s against those
   (``operator_runner("myoperator:operator")``), scoped to ``namespace``; all are stopped after the test.
@@ -13,6 +16,7 @@ Enable them in a ``conftest.py`` with ``pytest_plugins = ["shard_operator.testin
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,8 @@ from typing import Any
 import pytest
 import redis
 
+from shard_operator.errors import ConfigError
+from shard_operator.testing.binaries import SUPPORTED_VERSIONS, VERSION_VARIABLE, kubernetes_version
 from shard_operator.testing.controlplane import ControlPlane
 from shard_operator.testing.redis_server import RedisServer
 from shard_operator.testing.runner import OperatorRunner
@@ -28,6 +34,25 @@ from shard_operator.testing.runner import OperatorRunner
 __all__ = ["control_plane", "namespace", "operator_runner", "redis_server", "redis_url"]
 
 _db_numbers = itertools.cycle(range(1, 16))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kubernetes-version", default=None, metavar="MINOR",
+                     help=f"the Kubernetes version of the control plane ({', '.join(SUPPORTED_VERSIONS)}; "
+                          f"default ${VERSION_VARIABLE}, else {SUPPORTED_VERSIONS[0]})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    requested = config.getoption("kubernetes_version", default=None)
+    if requested:
+        try:
+            os.environ[VERSION_VARIABLE] = kubernetes_version(requested)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"kubernetes version: {kubernetes_version()}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ servers, for running the operator when the user has no cluster.
 calling process and records them in ``state.json`` in the state folder; ``env`` prints the variables
 that point a client at them (``KUBECONFIG``, ``REDIS_URL`` and ``SHARD_OPERATOR_REDIS_URL``, which
 ``shard-operator run`` and ``status`` read); ``down`` stops every recorded process and removes the folder.
+``up`` starts Kubernetes 1.34 unless told another version (``--kubernetes-version 1.37`` or
+``$SHARD_OPERATOR_KUBERNETES_VERSION``); ``state.json`` records which.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shard_operator.errors import TestEnvError
+from shard_operator.testing.binaries import DEFAULT_VERSION, VERSION_VARIABLE
+from shard_operator.testing.binaries import kubernetes_version as _kubernetes_version
 from shard_operator.testing.controlplane import ControlPlane
 from shard_operator.testing.redis_server import RedisServer
 
@@ -45,6 +49,7 @@ class TestEnvState:
     redis_url: str
     server_url: str
     pids: dict[str, int]
+    kubernetes_version: str = ""  # "" in the state of an older release: it started 1.34
 
     def save(self, folder: Path) -> None:
         (folder / "state.json").write_text(json.dumps(asdict(self), indent=2))
@@ -63,15 +68,27 @@ class TestEnvState:
         return bool(self.pids) and all(_pid_alive(pid) for pid in self.pids.values())
 
 
-def testenv_up(folder: Path) -> tuple[TestEnvState, bool]:
-    """Start the environment in ``folder`` unless it already runs; returns (state, started_now)."""
+def testenv_up(folder: Path, kubernetes_version: str | None = None) -> tuple[TestEnvState, bool]:
+    """Start the environment in ``folder`` unless it already runs; returns (state, started_now).
+
+    ``kubernetes_version`` as for :class:`ControlPlane` (:class:`~shard_operator.errors.ConfigError` if
+    unsupported). A running environment is reused whatever its version unless one was asked for
+    (argument or variable): then one of another version raises :class:`TestEnvError` (stop it first
+    with ``down``).
+    """
     existing = TestEnvState.load(folder)
     if existing is not None:
         if existing.alive():
+            running = existing.kubernetes_version or DEFAULT_VERSION
+            asked = kubernetes_version or os.environ.get(VERSION_VARIABLE)
+            wanted = _kubernetes_version(asked) if asked else running
+            if wanted != running:
+                raise TestEnvError(f"the test environment in {folder} runs Kubernetes {running}, not {wanted}; "
+                                   "stop it first with `shard-operator testenv down`")
             return existing, False
         testenv_down(folder)  # a half-dead environment from a crash or reboot: clear it first
     folder.mkdir(parents=True, exist_ok=True)
-    plane = ControlPlane(workdir=folder / "controlplane")
+    plane = ControlPlane(workdir=folder / "controlplane", kubernetes_version=kubernetes_version)
     redis_server = RedisServer(workdir=folder / "redis")
     try:
         plane.start()
@@ -85,7 +102,7 @@ def testenv_up(folder: Path) -> tuple[TestEnvState, bool]:
     if redis_server.pid is not None:
         pids["redis-server"] = redis_server.pid
     state = TestEnvState(kubeconfig=str(plane.kubeconfig), redis_url=redis_server.url,
-                         server_url=plane.server_url, pids=pids)
+                         server_url=plane.server_url, pids=pids, kubernetes_version=plane.kubernetes_version)
     state.save(folder)
     return state, True
 

@@ -69,6 +69,7 @@ class OpWithSecrets(Op):
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 3600.0  # ticks are driven by the test
     namespaces = label_selector = field_selector = None
+    sharded_ingest = False
 
 
 @pytest.fixture

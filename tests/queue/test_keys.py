@@ -23,7 +23,8 @@ def test_every_key_of_a_controller_carries_its_hash_tag():
     keys = Keys.for_controller("widgets")
     names = [keys.dirty, keys.processing, keys.deadlines, keys.ready("s0"), keys.pending, keys.notify("s0"),
              keys.delayed, keys.failures, keys.bucket, keys.seq, keys.members, keys.ring, keys.epoch,
-             keys.slots, keys.ring_next, keys.slots_next, keys.cache_marker, keys.job_index("ns/a")]
+             keys.slots, keys.ring_next, keys.slots_next, keys.cache_marker, keys.job_index("ns/a"),
+             keys.ingest_plan, keys.ingest_members, keys.ingest_synced]
     assert len(set(names)) == len(names)
     assert all(name.startswith("so:{widgets}:") for name in names)
     assert layout.index_key("widgets", "ns/a") == keys.job_index("ns/a")

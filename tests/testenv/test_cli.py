@@ -52,3 +52,28 @@ def test_env_without_a_running_environment_fails_with_one_line(tmp_path):
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_an_unsupported_kubernetes_version_fails_with_one_line_naming_the_supported_ones(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "shard_operator.cli", "testenv", "--dir", str(tmp_path),
+                             "--kubernetes-version", "1.35", "up"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unsupported Kubernetes version '1.35'" in lines[0] and "1.34, 1.37" in lines[0]
+
+
+def test_up_reuses_the_running_environment_unless_another_version_is_asked_for(tmp_path, monkeypatch):
+    from shard_operator.errors import TestEnvError
+    from shard_operator.testing.testenv import TestEnvState, testenv_up
+
+    running = TestEnvState(kubeconfig="k", redis_url="r", server_url="s", pids={"etcd": os.getpid()},
+                           kubernetes_version="1.34")
+    running.save(tmp_path)
+    monkeypatch.delenv("SHARD_OPERATOR_KUBERNETES_VERSION", raising=False)
+    assert testenv_up(tmp_path, "1.34") == (running, False)
+    assert testenv_up(tmp_path) == (running, False)
+    with pytest.raises(TestEnvError, match=r"runs Kubernetes 1\.34, not 1\.37.*testenv down"):
+        testenv_up(tmp_path, "1.37")
+    monkeypatch.setenv("SHARD_OPERATOR_KUBERNETES_VERSION", "1.37")
+    with pytest.raises(TestEnvError, match=r"not 1\.37"):
+        testenv_up(tmp_path)

@@ -9,9 +9,15 @@ import sys
 import pytest
 import redis
 
-from shard_operator.errors import BinaryNotFoundError, TestEnvError
+from shard_operator.errors import BinaryNotFoundError, ConfigError, TestEnvError
 from shard_operator.testing import ControlPlane, RedisServer
-from shard_operator.testing.binaries import controlplane_binary, controlplane_source, user_cache_bin_dir
+from shard_operator.testing.binaries import (
+    VERSION_VARIABLE,
+    controlplane_binary,
+    controlplane_source,
+    kubernetes_version,
+    user_cache_bin_dir,
+)
 from shard_operator.testing.certs import write_certs
 
 
@@ -93,7 +99,8 @@ class TestControlPlaneLauncher:
         fake.write_text("#!/bin/sh\necho fake etcd >&2\nexit 3\n")
         fake.chmod(0o755)
         with pytest.raises(TestEnvError, match="etcd exited with code 3"):
-            ControlPlane(start_timeout=10).start()
+            # KUBEBUILDER_ASSETS holds binaries of the default version only: ask for it, whatever the run's is.
+            ControlPlane(start_timeout=10, kubernetes_version="1.34").start()
 
 
 class TestLauncherFlags:
@@ -121,7 +128,7 @@ class TestBinaryLookup:
         for variable in ("KUBEBUILDER_ASSETS", "SHARD_OPERATOR_CONTROLPLANE_BIN"):
             monkeypatch.delenv(variable, raising=False)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda: None)
+        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda version=None: None)
         cached = user_cache_bin_dir() / "kube-apiserver"
         cached.parent.mkdir(parents=True)
         cached.write_text("#!/bin/sh\n")
@@ -139,7 +146,7 @@ class TestBinaryLookup:
             monkeypatch.delenv(variable, raising=False)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
         monkeypatch.setenv("PATH", str(tmp_path))
-        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda: None)
+        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda version=None: None)
         with pytest.raises(BinaryNotFoundError) as info:
             controlplane_binary("kube-controller-manager")
         message = str(info.value)
@@ -161,3 +168,70 @@ class TestBinaryLookup:
         assert result.returncode == 1
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Go is not installed" in lines[0], result.stderr
+
+
+class TestKubernetesVersions:
+    def test_a_version_is_named_by_its_minor_and_defaults_to_the_variable_then_1_34(self, monkeypatch):
+        monkeypatch.delenv(VERSION_VARIABLE, raising=False)
+        assert kubernetes_version() == "1.34"
+        assert {kubernetes_version(name) for name in ("1.37", "v1.37", "1.37.2")} == {"1.37"}
+        monkeypatch.setenv(VERSION_VARIABLE, "1.37")
+        assert kubernetes_version() == "1.37" and kubernetes_version("1.34") == "1.34"
+
+    def test_an_unsupported_version_is_refused_naming_the_supported_ones(self, monkeypatch):
+        monkeypatch.setenv(VERSION_VARIABLE, "1.30")
+        with pytest.raises(ConfigError, match=r"'1.30' \(from \$SHARD_OPERATOR_KUBERNETES_VERSION\).*1.34, 1.37"):
+            kubernetes_version()
+        with pytest.raises(ConfigError, match=r"1\.34, 1\.37"):
+            ControlPlane(kubernetes_version="1.x")
+
+    def test_from_1_36_on_the_api_server_runs_with_sharded_list_and_watch(self, tmp_path, monkeypatch):
+        for variable in ("SHARD_OPERATOR_CONTROLPLANE_BIN", "SHARD_OPERATOR_CONTROLPLANE_BIN_1_37"):
+            monkeypatch.setenv(variable, str(tmp_path))
+        (tmp_path / "kube-apiserver").write_text("#!/bin/sh\n")
+        (tmp_path / "kube-apiserver").chmod(0o755)
+        certs = write_certs(tmp_path / "pki")
+        gate = "--feature-gates=ShardedListAndWatch=true"
+        for version, sharded in (("1.34", False), ("1.37", True)):
+            plane = ControlPlane(workdir=tmp_path, kubernetes_version=version)
+            plane._certs = certs
+            assert plane.sharded_list_and_watch is sharded
+            assert (gate in plane.apiserver_argv()) is sharded
+
+    def test_another_version_is_never_taken_from_path_or_kubebuilder_assets(self, tmp_path, monkeypatch):
+        monkeypatch.delenv("SHARD_OPERATOR_CONTROLPLANE_BIN_1_37", raising=False)
+        unknown = tmp_path / "unknown"
+        unknown.mkdir()
+        (unknown / "kube-apiserver").write_text("#!/bin/sh\n")
+        (unknown / "kube-apiserver").chmod(0o755)
+        monkeypatch.setenv("KUBEBUILDER_ASSETS", str(unknown))
+        monkeypatch.setenv("PATH", str(unknown))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setattr("shard_operator.testing.binaries.source_checkout_bin_dir", lambda version=None: None)
+        with pytest.raises(BinaryNotFoundError, match=r"testenv --kubernetes-version 1\.37 build") as info:
+            controlplane_binary("kube-apiserver", "1.37")
+        assert str(user_cache_bin_dir("1.37")) in str(info.value) and "controlplane-1.37" in str(info.value)
+        cached = user_cache_bin_dir("1.37") / "kube-apiserver"
+        cached.parent.mkdir(parents=True)
+        cached.write_text("#!/bin/sh\n")
+        cached.chmod(0o755)
+        assert controlplane_binary("kube-apiserver", "1.37") == cached
+
+    def test_the_go_module_pins_each_supported_version_and_ships_it(self):
+        source = controlplane_source()
+        for version, files in (("1.34", ("go.mod", "go.sum")), ("1.37", ("go.1.37.mod", "go.1.37.sum"))):
+            assert all((source / name).is_file() for name in files)
+            assert f"k8s.io/kubernetes v{version}." in (source / files[0]).read_text()
+        pyproject = (source.parents[2] / "pyproject.toml").read_text()
+        assert '"go.*.mod", "go.*.sum"' in pyproject
+
+    @pytest.mark.controlplane
+    def test_binaries_of_another_version_than_asked_for_are_refused_once_the_server_answers(self, monkeypatch):
+        try:
+            newer = controlplane_binary("kube-apiserver", "1.37").parent
+        except BinaryNotFoundError:
+            pytest.skip("the 1.37 binaries are not built (make controlplane)")
+        monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+        monkeypatch.setenv("SHARD_OPERATOR_CONTROLPLANE_BIN", str(newer))
+        with pytest.raises(TestEnvError, match=r"asked for Kubernetes 1.34, but .*kube-apiserver is v1.37"):
+            ControlPlane(kubernetes_version="1.34", controllers=()).start()
