@@ -19,8 +19,6 @@ import threading
 import uuid
 from typing import TYPE_CHECKING
 
-import redis
-
 from shard_operator.cache import CacheWriter
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ApiError, ConfigError, ShardingUnsupportedError, ShardOperatorError
@@ -28,8 +26,10 @@ from shard_operator.ingest import IngestMember, IngestRegistry
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.source import ApiListWatch, HashRange, Resource
+from shard_operator.storage import redis_errors
 
 if TYPE_CHECKING:
+    import redis
     from kubernetes.client import ApiClient
 
     from shard_operator.config import Config
@@ -118,8 +118,9 @@ class IngestRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
-            except (ShardOperatorError, redis.RedisError) as exc:
+                with redis_errors():  # a Redis failure is a StorageError, as everywhere above storage
+                    self.tick()
+            except ShardOperatorError as exc:  # StorageError included
                 log.warning("ingest member %s: %s", self.config.pod_name, exc)
             self._stop.wait(self.config.coordinate_interval)
 
