@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The only places each client library may be imported (besides the test environment).
 ALLOWED = {
     "kubernetes-boundary": {"kube", "testing"},
-    "redis-boundary": {"storage", "queue", "cache", "sharding", "jobs", "testing"},
+    "redis-boundary": {"storage", "queue", "cache", "sharding", "jobs", "ingest", "testing"},
 }
 
 

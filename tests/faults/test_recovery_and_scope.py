@@ -51,6 +51,7 @@ class Op:
 
 class Cfg:
     pod_name, member_ttl, coordinate_interval = "pod-0", 10.0, 0.5
+    sharded_ingest = False
 
     def __init__(self, namespaces: list[str] | None = None, label_selector: str | None = None) -> None:
         self.namespaces, self.label_selector, self.field_selector = namespaces, label_selector, None
