@@ -337,7 +337,8 @@ end
 
 # ARGV: prefix, time, member ttl -> {epoch before, epoch after, 1 if a new ring's slot table is being
 # built}. Prunes members whose heartbeat is older than the ttl; if the live ones differ from the ring
-# (or from the ring being built), starts building the slot table of the live ones (K_ring_next;
+# (or from the ring being built), or the ring has no slot table (an upgrade from a version before slot
+# tables), starts building the slot table of the live ones (K_ring_next;
 # SLOTS_STEP builds it in chunks and publishes it). Until then every script routes by the current
 # table, so ring and table change together, atomically. An empty live set is published at once.
 REBALANCE = _RING + """
@@ -359,6 +360,13 @@ if not same_ids(live, target) then
       building = true
     end
   end
+end
+if not building and #live > 0 and redis.call('EXISTS', K_slots) == 0 then
+  -- a live ring without its slot table (published by a version before slot tables): build it, or every
+  -- key would be parked as pending until the membership changed
+  redis.call('DEL', K_slots_next)
+  redis.call('RPUSH', K_ring_next, unpack(live))
+  building = true
 end
 if redis.call('EXISTS', K_slots) == 1 and redis.call('HEXISTS', K_rebalancing, '') == 0 then scan('') end
 return {before, epoch, building and 1 or 0}

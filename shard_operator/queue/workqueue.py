@@ -232,9 +232,9 @@ class WorkQueue:
         finds in the wrong list. Interrupted (or cut at ``steps`` move chunks), the next call (any
         process) goes on; idempotent, and a key is never lost or duplicated."""
         with scripts.redis_errors():
-            before, after, _ = self._rebalance(self._route,
-                                               self._args(repr(check_seconds("member_ttl", member_ttl))))
-        published = self.build_slots()
+            before, after, building = self._rebalance(self._route,
+                                                      self._args(repr(check_seconds("member_ttl", member_ttl))))
+        published = self.build_slots() if int(building) else None  # no SLOTS_STEP trip on a quiet tick
         moved = self.finish_rebalance(steps)
         epoch = published if published is not None else int(after)
         return Rebalance(epoch, moved, epoch != int(before))

@@ -123,3 +123,18 @@ def test_a_rebalance_with_adds_gets_and_dones_between_its_steps_loses_and_duplic
             handed.append(item.key)
             queue.done(item)
     assert sorted(handed) == sorted(NAMES), "every key handed out exactly once"
+
+
+def test_a_ring_left_without_a_slot_table_by_an_older_version_gets_one_and_its_keys_are_handed_out(
+        client, keys, clock):
+    publish_ring(client, keys, clock, "s0", "s1")
+    client.delete(keys.slots)  # what a version before slot tables left: a ring and no table
+    queue = WorkQueue(client, keys, clock=clock)
+    for shard in ("s0", "s1"):
+        Membership(client, keys, shard, clock=clock).heartbeat()
+    queue.rebalance(60.0)
+    assert stored_table(client, keys) == slot_table(["s0", "s1"])
+    queue.add_many(NAMES[:20])
+    handed = [item.key for shard in ("s0", "s1") for _ in range(20)
+              if (item := queue.get(shard, "owner")) is not None]
+    assert sorted(handed) == sorted(NAMES[:20]) and client.llen(keys.pending) == 0
