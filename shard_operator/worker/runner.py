@@ -139,6 +139,7 @@ class ShardWorker:
         self._margin = CLAIM_MARGIN * queue.claim_ttl if claim_margin is None else claim_margin
         self._inflight: dict[tuple[str, str], tuple[Item, float, Claim]] = {}
         self._lock = threading.Lock()
+        self._requeue: list[str] = []  # batch mode: keys of lost claims whose add failed, added next release
         self.errors = ErrorReporter(queue.client, queue.keys.errors, cache=self._cache,
                                     resource=self._resource, interval=error_log_interval, monotonic=monotonic)
         self._labels = (controller,)
@@ -241,7 +242,16 @@ class ShardWorker:
         for item, held in zip(items, released, strict=True):
             if not held:
                 log.warning("claim on %s expired before done; queuing it again for its new owner", item.key)
-                self.queue.add(item.key)
+                self._requeue.append(item.key)
+        # A failed add must not lose the keys just claimed (they still run); it is tried again next time.
+        keys, self._requeue = self._requeue, []
+        for index, key in enumerate(keys):
+            try:
+                self.queue.add(key)
+            except StorageError as exc:
+                log.warning("could not queue %s again yet (retried at the next release): %s", key, exc)
+                self._requeue = keys[index:]
+                break
         return claimed
 
     def _work(self, item: Item) -> tuple[Item, bool] | None:

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 import redis
 
+from shard_operator.errors import StorageError
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.reconcile import Request
@@ -77,3 +78,28 @@ def test_a_batch_worker_reconciles_every_key_one_at_a_time_and_again_when_dirty(
     assert readded and all(seen[name] == 2 for name in readded)
     assert seen["ns/k3"] == 3 and queue.num_requeues("ns/k3") == 0, "backed off twice, then forgotten"
     assert queue.num_processing() == 0 and queue.len() == 0
+
+
+def test_a_lost_claims_key_whose_add_fails_is_added_at_the_next_release_and_the_claimed_keys_still_run(
+        client, monkeypatch):
+    queue = RateLimitingQueue(client, KEYS, bucket=None)
+    queue.add_many(["ns/new"])
+    worker = ShardWorker(queue, lambda request, ctx: None, controller="batch", shard="s0", owner="w",
+                         threads=2, batch=2)
+    lost = queue.get("s0", "old-owner")  # a finished item whose claim the worker no longer holds
+    assert lost is not None
+    queue.done(lost)
+    monkeypatch.setattr(queue, "done_batch_and_claim",
+                        lambda items, shard, owner, n, timeout, forget: ([False] * len(items), ["claimed-item"]))
+    real_add, calls = queue.add, []
+
+    def failing_add(key: str) -> bool:
+        calls.append(key)
+        if len(calls) == 1:
+            raise StorageError("redis: connection reset")
+        return real_add(key)
+
+    monkeypatch.setattr(queue, "add", failing_add)
+    assert worker._release_and_claim([(lost, False)], 2, 0.0) == ["claimed-item"]  # not lost to the error
+    assert worker._release_and_claim([], 2, 0.0) == ["claimed-item"]
+    assert calls == [lost.key, lost.key] and client.hexists(KEYS.dirty, lost.key)
