@@ -61,11 +61,13 @@ class IngestRegistry:
             self._heartbeat([self.keys.ingest_members], [self.keys.script_prefix, script_time(self.clock), member])
 
     def leave(self, member: str) -> None:
-        """Remove ``member`` at once (graceful shutdown); the next plan hands its ranges over."""
+        """Remove ``member`` at once (graceful shutdown), its relist marker too; the next plan hands its
+        ranges over."""
         with redis_errors():
             pipe = self.client.pipeline(transaction=True)
             pipe.zrem(self.keys.ingest_members, member)
             pipe.hdel(self.keys.ingest_synced, member)
+            pipe.delete(self.keys.ingest_marker(member))
             pipe.execute()
 
     def report(self, member: str, epoch: int) -> None:

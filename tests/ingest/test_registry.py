@@ -32,8 +32,10 @@ def test_a_member_that_stops_beating_drops_out_with_its_report(client, keys, clo
     registry.heartbeat("pod-b")
     assert registry.live_members() == ["pod-b"]
     assert registry.synced() == {}
+    client.set(keys.ingest_marker("pod-b"), "token")  # what its runner writes
     registry.leave("pod-b")
     assert registry.live_members() == []
+    assert not client.exists(keys.ingest_marker("pod-b"))  # nothing of a member that left stays behind
 
 
 def test_the_leader_hands_a_range_over_once_the_new_owner_reports(client, keys, clock):
