@@ -153,7 +153,8 @@ def add_run_parser(commands: Any) -> None:
     run.add_argument("--sharded-ingest", action="store_true", default=sharded in ("1", "true", "yes", "on"),
                      help="every pod lists and watches the uid-hash ranges of the primary resource the leader "
                           "assigns it (server-side sharded list and watch: Kubernetes >= 1.36 with the feature "
-                          f"gate ShardedListAndWatch; refused at start when the API server shows that it ignores shard selectors) (env {ENV_PREFIX}SHARDED_INGEST=1)")
+                          "gate ShardedListAndWatch; refused at start when the API server shows that it ignores "
+                          f"shard selectors) (env {ENV_PREFIX}SHARDED_INGEST=1)")
     _option(run, "log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR")
     _option(run, "log-format", str, "text", "text (one readable line per record) or json (one object per "
             "line, for log pipelines)")

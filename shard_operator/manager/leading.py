@@ -20,7 +20,7 @@ from shard_operator.cache.scope import Scope, Selectors, namespaces_cached
 from shard_operator.dispatching import EventDispatcher
 from shard_operator.errors import ShardOperatorError
 from shard_operator.handler import EventHandler
-from shard_operator.ingest import IngestRegistry
+from shard_operator.ingest import IngestRegistry, Plan
 from shard_operator.keys import Keys
 from shard_operator.queue import RateLimitingQueue
 from shard_operator.sharding import Assigner
@@ -52,6 +52,7 @@ class Coordinator:
                  on_recovered: Callable[[], None] | None = None, sharded_ingest: bool = False) -> None:
         keys = Keys.for_controller(controller)
         self.ingest = IngestRegistry(client, keys, member_ttl=member_ttl) if sharded_ingest else None
+        self._plan: Plan | None = None  # the ingest plan of the last tick (for its change log)
         self._watchdog = watchdog
         self._on_recovered = on_recovered
         self._failing = False
@@ -104,8 +105,8 @@ class Coordinator:
             metrics.CLAIM_EXPIRIES.labels(self.controller).inc(reaped)
             log.info("%d expired claims of %s re-queued", reaped, self.controller)
         if self.ingest is not None:
-            previous = self.ingest.plan()
-            plan = self.ingest.plan_tick()
+            previous, plan = self._plan, self.ingest.plan_tick()
+            self._plan = plan  # the last plan this coordinator saw: no second read of it per tick
             if previous is None or plan.epoch != previous.epoch or plan.settled != previous.settled:
                 log.info("sharded ingest of %s: plan epoch %d, %s: %s", self.controller, plan.epoch,
                          "settled" if plan.settled else "handing over",
